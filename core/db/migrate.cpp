@@ -1,0 +1,81 @@
+#include "core/db/migrate.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include "core/db/mariadb.hpp"
+
+namespace kiln::db {
+namespace {
+
+struct MigrationFile {
+    int version = 0;
+    std::filesystem::path path;
+};
+
+Result<std::vector<MigrationFile>> find_migrations(const std::filesystem::path& dir) {
+    std::error_code ec;
+    std::vector<MigrationFile> files;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+        if (entry.path().extension() != ".sql") continue;
+        const std::string name = entry.path().filename().string();
+        MigrationFile m;
+        auto [ptr, err] = std::from_chars(name.data(), name.data() + name.size(), m.version);
+        if (err != std::errc() || m.version <= 0 || *ptr != '_') {
+            return fail(ErrorCode::config, "migration file name must be NNN_name.sql: " + name);
+        }
+        m.path = entry.path();
+        files.push_back(std::move(m));
+    }
+    if (ec) return fail_errno("opendir(" + dir.string() + ")", ec.value());
+    std::sort(files.begin(), files.end(),
+              [](const auto& a, const auto& b) { return a.version < b.version; });
+    return files;
+}
+
+}  // namespace
+
+Result<MigrationReport> migrate(const DatabaseConfig& config, const std::filesystem::path& dir) {
+    auto files = find_migrations(dir);
+    if (!files) return std::unexpected(files.error());
+    auto conn = Connection::open(config, /*multi_statements=*/true);
+    if (!conn) return std::unexpected(conn.error());
+    Connection& c = **conn;
+
+    if (auto r = c.run_script(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INT NOT NULL PRIMARY KEY, "
+            "name VARCHAR(255) NOT NULL, applied_at DATETIME(3) NOT NULL) ENGINE=InnoDB");
+        !r)
+        return std::unexpected(r.error());
+
+    auto rows = c.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    if (!rows) return std::unexpected(rows.error());
+    MigrationReport report;
+    report.current_version = static_cast<int>(rows->front().integer(0));
+
+    for (const auto& m : *files) {
+        if (m.version <= report.current_version) continue;
+        std::ifstream in(m.path);
+        std::stringstream sql;
+        sql << in.rdbuf();
+        if (!in) return fail(ErrorCode::config, "cannot read " + m.path.string());
+        // DDL commits implicitly in MariaDB, so a migration is not atomic: each file is written
+        // to be re-runnable up to its last statement, and is recorded only once it all ran.
+        if (auto r = c.run_script(sql.str()); !r) {
+            return fail(r.error().code, m.path.filename().string() + ": " + r.error().message,
+                        r.error().native);
+        }
+        auto recorded = c.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, "
+            "UTC_TIMESTAMP(3))",
+            {std::int64_t{m.version}, m.path.filename().string()});
+        if (!recorded) return std::unexpected(recorded.error());
+        report.applied.push_back(m.path.filename().string());
+        report.current_version = m.version;
+    }
+    return report;
+}
+
+}  // namespace kiln::db

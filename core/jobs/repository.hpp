@@ -1,0 +1,64 @@
+#pragma once
+// Job rows in MariaDB: creation, lookup and listing for the API. Every statement is prepared
+// once per connection; every value is bound.
+//
+// Visibility: a Viewer that is not admin sees only its owner's jobs; another owner's job is
+// reported exactly like a missing one (nullopt), so ids cannot be probed.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/db/mariadb.hpp"
+#include "core/jobs/job.hpp"
+#include "core/result.hpp"
+
+namespace kiln::jobs {
+
+struct Viewer {
+    std::string owner;
+    bool admin = false;
+};
+
+struct NewJob {
+    std::string id;
+    std::string owner;
+    std::string type;
+    int priority = priority_standard;
+    nlohmann::json params = nlohmann::json::object();
+    int max_attempts = 3;
+    std::vector<FileRecord> sources;
+};
+
+// Inserts the job and its source files in one transaction. Fails with unavailable when the
+// database is down (nothing is recorded then).
+Result<Job> create_job(db::Connection& conn, const NewJob& job);
+
+// The job with its files and queue position, or nullopt when it does not exist for `viewer`.
+Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,
+                                    const std::string& id);
+
+struct ListFilter {
+    std::optional<JobStatus> status;
+    std::optional<std::string> type;
+    int limit = 50;
+    std::optional<std::uint64_t> before_seq;  // keyset: jobs older than this one
+};
+
+struct JobPage {
+    std::vector<Job> jobs;
+    std::optional<std::uint64_t> next_before_seq;  // set when there may be more
+};
+
+// Newest first. Files are included; queue positions are not (listing stays one cheap query).
+Result<JobPage> list_jobs(db::Connection& conn, const Viewer& viewer, const ListFilter& filter);
+
+// Opaque keyset cursor: base64url of "v1:<seq>". decode fails on anything else.
+std::string encode_cursor(std::uint64_t before_seq);
+std::optional<std::uint64_t> decode_cursor(std::string_view cursor);
+
+// "YYYY-MM-DD HH:MM:SS.fff" UTC, as DATETIME(3) literals are bound.
+std::string sql_timestamp(std::int64_t ms_since_epoch);
+
+}  // namespace kiln::jobs

@@ -1,0 +1,43 @@
+#include "core/log.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+
+#include "core/util/time.hpp"
+
+namespace kiln::log {
+namespace {
+
+std::atomic<Level> min_level{Level::info};
+
+const char* name(Level level) {
+    switch (level) {
+        case Level::debug: return "debug";
+        case Level::info: return "info";
+        case Level::warning: return "warning";
+        case Level::error: return "error";
+    }
+    return "info";
+}
+
+}  // namespace
+
+void set_min_level(Level level) { min_level = level; }
+
+void write(Level level, std::string_view msg, nlohmann::json fields) {
+    if (level < min_level.load(std::memory_order_relaxed)) return;
+    nlohmann::json line = {{"ts", util::format_rfc3339(util::now_ms())},
+                           {"level", name(level)},
+                           {"msg", msg}};
+    if (fields.is_object()) {
+        for (auto& [k, v] : fields.items()) line[k] = std::move(v);
+    }
+    // One write(2) per line so lines from several threads never interleave.
+    std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    text.push_back('\n');
+    [[maybe_unused]] auto n = ::write(STDERR_FILENO, text.data(), text.size());
+}
+
+}  // namespace kiln::log

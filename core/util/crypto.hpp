@@ -1,0 +1,48 @@
+#pragma once
+// Hashing and randomness from OpenSSL and the kernel: SHA-256 for stored files and token hashes,
+// getrandom(2) for ids and tokens.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+
+namespace kiln::util {
+
+// Incremental SHA-256 over a stream of chunks.
+class Sha256 final {
+public:
+    Sha256();
+    ~Sha256();
+    Sha256(Sha256&&) noexcept;
+    Sha256& operator=(Sha256&&) noexcept;
+    Sha256(const Sha256&) = delete;
+    Sha256& operator=(const Sha256&) = delete;
+
+    void update(std::string_view data);
+    // Lowercase hex digest; the object is spent afterwards.
+    [[nodiscard]] std::string finish_hex();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+std::string sha256_hex(std::string_view data);
+
+// `n` bytes from getrandom(2); aborts the process if the kernel cannot provide them (it only
+// blocks before the entropy pool is initialised at boot).
+std::string random_bytes(std::size_t n);
+
+// 26 characters of lowercase base32 (Crockford alphabet) from 128 random bits.
+std::string new_job_id();
+
+// "kiln_" + 43 base64url characters (256 random bits).
+std::string new_api_token();
+
+std::string base64url_encode(std::string_view data);
+std::optional<std::string> base64url_decode(std::string_view text);
+
+}  // namespace kiln::util

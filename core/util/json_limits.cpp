@@ -1,0 +1,41 @@
+#include "core/util/json_limits.hpp"
+
+#include <string>
+
+namespace kiln::util {
+namespace {
+
+bool nesting_within(std::string_view text, int max_depth) {
+    int depth = 0;
+    bool in_string = false;
+    bool escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (c == '\\') escaped = true;
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        else if (c == '{' || c == '[') {
+            if (++depth > max_depth) return false;
+        } else if (c == '}' || c == ']') --depth;
+    }
+    return true;
+}
+
+}  // namespace
+
+Result<nlohmann::json> parse_client_json(std::string_view text, std::string_view what) {
+    if (!nesting_within(text, max_json_depth)) {
+        return fail(ErrorCode::invalid_request,
+                    std::string(what) + " nests deeper than " + std::to_string(max_json_depth));
+    }
+    auto value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (value.is_discarded()) {
+        return fail(ErrorCode::invalid_request, std::string(what) + " is not valid JSON");
+    }
+    return value;
+}
+
+}  // namespace kiln::util

@@ -1,0 +1,121 @@
+#include "fcgi/api_handler.hpp"
+
+#include <exception>
+#include <vector>
+
+#include "core/auth/tokens.hpp"
+#include "core/log.hpp"
+
+namespace kiln::api {
+namespace {
+
+std::vector<std::string_view> split_path(std::string_view path) {
+    std::vector<std::string_view> parts;
+    while (!path.empty()) {
+        auto slash = path.find('/');
+        auto part = path.substr(0, slash);
+        if (!part.empty()) parts.push_back(part);
+        if (slash == std::string_view::npos) break;
+        path.remove_prefix(slash + 1);
+    }
+    return parts;
+}
+
+http::Response method_not_allowed(std::string_view allow) {
+    auto r = http::problem(Error{ErrorCode::method_not_allowed,
+                                 "allowed methods: " + std::string(allow), ""});
+    r.header("Allow", std::string(allow));
+    return r;
+}
+
+http::Response not_found() {
+    return http::problem(Error{ErrorCode::not_found, "no such resource", ""});
+}
+
+}  // namespace
+
+http::Response ApiHandler::handle(http::Request& request) {
+    try {
+        return route(request);
+    } catch (const std::exception& e) {
+        // A bug must not take the process down or answer 500: log it, answer a retryable 503.
+        log::error("unhandled exception", {{"error", e.what()}, {"path", request.path}});
+        return http::problem(Error{ErrorCode::internal, e.what(), ""});
+    }
+}
+
+http::Response ApiHandler::health() {
+    auto conn = session_.get();
+    Result<> ping = conn ? (*conn)->ping() : Result<>(std::unexpected(conn.error()));
+    if (!ping) {
+        session_.note(ping.error());
+        auto r = http::problem(ping.error(), {{"database", "unavailable"}});
+        return r;
+    }
+    return http::json_response(200, {{"status", "ok"}, {"database", "ok"}});
+}
+
+http::Response ApiHandler::route(http::Request& request) {
+    const auto parts = split_path(request.path);
+    const bool get = request.method == "GET" || request.method == "HEAD";
+
+    if (parts.size() == 1 && parts[0] == "health") {
+        return get ? health() : method_not_allowed("GET, HEAD");
+    }
+    if (parts.size() < 3 || parts[0] != "api" || parts[1] != "v1") return not_found();
+
+    // Authentication comes first for every API path, so unknown paths and ids reveal nothing.
+    auto token = auth::bearer_token(request.authorization);
+    if (!token) {
+        return http::problem(
+            Error{ErrorCode::unauthorized, "an Authorization: Bearer <token> header is required", ""});
+    }
+    auto conn = session_.get();
+    if (!conn) {
+        log::warning("database unavailable", {{"error", conn.error().describe()}});
+        return http::problem(conn.error());
+    }
+    auto viewer = auth::authenticate(**conn, *token);
+    if (!viewer) {
+        session_.note(viewer.error());
+        log::warning("token lookup failed", {{"error", viewer.error().describe()}});
+        return http::problem(viewer.error());
+    }
+    if (!*viewer) {
+        return http::problem(Error{ErrorCode::unauthorized, "the token is unknown or revoked", ""});
+    }
+    Context ctx{app_, **conn, *magic_, **viewer};
+
+    Result<http::Response> result = fail(ErrorCode::not_found, "no such resource");
+    const std::string_view collection = parts[2];
+    if (collection == "types" && parts.size() == 3) {
+        if (!get) return method_not_allowed("GET, HEAD");
+        result = list_types(app_);
+    } else if (collection == "jobs" && parts.size() == 3) {
+        if (request.method == "POST") result = create_job(ctx, request);
+        else if (get) result = list_jobs(ctx, request);
+        else return method_not_allowed("GET, HEAD, POST");
+    } else if (collection == "jobs" && parts.size() >= 4 && parts.size() <= 6) {
+        if (!get) return method_not_allowed("GET, HEAD");
+        const std::string id(parts[3]);
+        if (parts.size() == 4) {
+            result = get_job(ctx, id);
+        } else if (parts[4] == "sources" || parts[4] == "results") {
+            auto area = parts[4] == "sources" ? storage::Area::sources : storage::Area::results;
+            result = parts.size() == 5 ? list_files(ctx, id, area)
+                                       : download_file(ctx, id, area, std::string(parts[5]));
+        }
+    }
+    if (result) return std::move(*result);
+    session_.note(result.error());
+    if (http::status_of(result.error().code) == 503) {
+        log::warning("request failed", {{"path", request.path},
+                                        {"error", result.error().describe()}});
+    }
+    if (result.error().code == ErrorCode::unsupported_media_type && !result.error().native.empty()) {
+        return http::problem(result.error(), {{"detected_type", result.error().native}});
+    }
+    return http::problem(result.error());
+}
+
+}  // namespace kiln::api

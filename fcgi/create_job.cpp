@@ -1,0 +1,332 @@
+// POST /api/v1/jobs: a multipart upload streamed part by part into a staging directory (hashed
+// as it is written, its type decided by libmagic from the first bytes), or a JSON body for
+// converters without inputs. Nothing is visible until the files are published by rename and the
+// row is committed; any failure before that leaves neither row nor file.
+
+#include <set>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/http/multipart.hpp"
+#include "core/http/request.hpp"
+#include "core/log.hpp"
+#include "core/storage/file_name.hpp"
+#include "core/util/crypto.hpp"
+#include "core/util/json_limits.hpp"
+#include "fcgi/api_handler.hpp"
+
+namespace kiln::api {
+namespace {
+
+constexpr std::size_t read_chunk_bytes = 256 * 1024;
+constexpr std::size_t max_original_name_bytes = 1024;
+
+// The fields of a create request, from either body format.
+struct CreateFields {
+    std::optional<std::string> type;
+    std::optional<std::string> params;  // JSON text
+    std::optional<std::string> priority;
+};
+
+struct UploadedFile {
+    jobs::FileRecord record;
+    std::string head;  // first bytes, for libmagic
+};
+
+// Receives the multipart parts: small form fields into memory, files into the staging area.
+class UploadCollector final : public http::MultipartHandler {
+public:
+    UploadCollector(Context& ctx, storage::Staging& staging)
+        : ctx_(ctx), staging_(staging), max_field_(ctx.app.config.api.max_field_bytes) {}
+
+    Result<> on_part_begin(const http::PartHeaders& headers) override {
+        if (headers.filename) return begin_file(headers);
+        current_field_ = field_slot(headers.name);
+        if (current_field_ == nullptr) {
+            return fail(ErrorCode::invalid_request,
+                        "unknown form field '" + headers.name.substr(0, 64) +
+                            "' (expected type, params, priority or files)");
+        }
+        if (*current_field_) {
+            return fail(ErrorCode::invalid_request, "field '" + headers.name + "' given twice");
+        }
+        current_field_->emplace();
+        return {};
+    }
+
+    Result<> on_part_data(std::string_view data) override {
+        if (current_field_ != nullptr) {
+            if ((*current_field_)->size() + data.size() > max_field_) {
+                return fail(ErrorCode::payload_too_large,
+                            "a form field is larger than " + std::to_string(max_field_) +
+                                " bytes");
+            }
+            (*current_field_)->append(data);
+            return {};
+        }
+        UploadedFile& file = files_.back();
+        if (file.head.size() < magic::head_bytes) {
+            file.head.append(data.substr(0, magic::head_bytes - file.head.size()));
+        }
+        if (auto r = writer_->write(data); !r) return r;
+        if (writer_->size() > file_limit()) {
+            return fail(ErrorCode::payload_too_large,
+                        "file '" + file.record.name + "' is larger than the converter's limit of " +
+                            std::to_string(file_limit()) + " bytes");
+        }
+        return {};
+    }
+
+    Result<> on_part_end() override {
+        if (current_field_ != nullptr) {
+            current_field_ = nullptr;
+            return {};
+        }
+        UploadedFile& file = files_.back();
+        if (writer_->size() == 0) {
+            return fail(ErrorCode::invalid_request, "file '" + file.record.name + "' is empty");
+        }
+        file.record.size = writer_->size();
+        auto digest = writer_->finish();
+        if (!digest) return std::unexpected(digest.error());
+        file.record.sha256 = std::move(*digest);
+        file.record.content_type = ctx_.magic.mime_type(file.head);
+        file.head.clear();
+        file.head.shrink_to_fit();
+        writer_.reset();
+        return {};
+    }
+
+    CreateFields& fields() { return fields_; }
+    std::vector<UploadedFile>& files() { return files_; }
+
+private:
+    std::optional<std::string>* field_slot(const std::string& name) {
+        if (name == "type") return &fields_.type;
+        if (name == "params") return &fields_.params;
+        if (name == "priority") return &fields_.priority;
+        return nullptr;
+    }
+
+    // The converter's per-file limit once `type` is known (it usually comes first), else the
+    // largest any converter allows; the final check happens once the type is known for sure.
+    std::uint64_t file_limit() const {
+        if (fields_.type) {
+            if (auto it = ctx_.app.converters.find(*fields_.type); it != ctx_.app.converters.end())
+                return it->second.max_upload_bytes;
+        }
+        std::uint64_t largest = 0;
+        for (const auto& [name, def] : ctx_.app.converters)
+            largest = std::max(largest, def.max_upload_bytes);
+        return largest;
+    }
+
+    Result<> begin_file(const http::PartHeaders& headers) {
+        if (files_.size() >= max_files()) {
+            return fail(ErrorCode::payload_too_large,
+                        "too many files: at most " + std::to_string(max_files()));
+        }
+        UploadedFile file;
+        file.record.original_name = headers.filename->substr(
+            0, std::min(headers.filename->size(), max_original_name_bytes));
+        file.record.name = storage::unique_file_name(
+            storage::sanitize_file_name(*headers.filename), taken_names_);
+        auto writer = staging_.create(file.record.name);
+        if (!writer) return std::unexpected(writer.error());
+        writer_ = std::move(*writer);
+        files_.push_back(std::move(file));
+        return {};
+    }
+
+    std::size_t max_files() const {
+        if (fields_.type) {
+            if (auto it = ctx_.app.converters.find(*fields_.type); it != ctx_.app.converters.end())
+                return it->second.max_files;
+        }
+        return ctx_.app.config.api.max_parts;
+    }
+
+    Context& ctx_;
+    storage::Staging& staging_;
+    std::size_t max_field_;
+    CreateFields fields_;
+    std::optional<std::string>* current_field_ = nullptr;
+    std::vector<UploadedFile> files_;
+    std::unique_ptr<storage::FileWriter> writer_;
+    std::set<std::string> taken_names_;
+};
+
+// Reads the whole multipart body through the parser. Fails when the client sent less than its
+// Content-Length (it went away) or the body is malformed.
+Result<> stream_multipart(http::Request& request, const std::string& boundary,
+                          const ApiConfig& limits, UploadCollector& collector) {
+    http::MultipartLimits mp;
+    mp.max_parts = limits.max_parts + 3;  // the files plus the three fields
+    mp.max_part_header_bytes = limits.max_part_header_bytes;
+    http::MultipartParser parser(boundary, mp, collector);
+    std::vector<char> buffer(read_chunk_bytes);
+    std::uint64_t remaining = *request.content_length;
+    while (remaining > 0) {
+        std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, buffer.size()));
+        std::size_t got = request.body->read(buffer.data(), want);
+        if (got == 0) {
+            return fail(ErrorCode::invalid_request,
+                        "the request body ended before its Content-Length");
+        }
+        remaining -= got;
+        if (auto r = parser.feed(std::string_view(buffer.data(), got)); !r) return r;
+    }
+    return parser.finish();
+}
+
+// Checks everything that needs the converter: known type, params, priority, files.
+struct ValidatedJob {
+    const converters::Definition* def = nullptr;
+    nlohmann::json params;
+    int priority = jobs::priority_standard;
+};
+
+Result<ValidatedJob> validate(const AppState& app, const CreateFields& fields,
+                              const std::vector<UploadedFile>& files) {
+    if (!fields.type || fields.type->empty()) {
+        return fail(ErrorCode::invalid_request, "the field 'type' is required");
+    }
+    auto it = app.converters.find(*fields.type);
+    if (it == app.converters.end()) {
+        return fail(ErrorCode::unknown_type,
+                    "unknown type '" + fields.type->substr(0, 64) + "'; see GET /api/v1/types");
+    }
+    ValidatedJob v;
+    v.def = &it->second;
+
+    nlohmann::json params = nlohmann::json::object();
+    if (fields.params && !fields.params->empty()) {
+        auto parsed = util::parse_client_json(*fields.params, "params");
+        if (!parsed) return std::unexpected(parsed.error());
+        params = std::move(*parsed);
+    }
+    auto normalised = converters::validate_params(*v.def, params);
+    if (!normalised) return std::unexpected(normalised.error());
+    v.params = std::move(*normalised);
+
+    if (fields.priority) {
+        auto p = jobs::parse_priority(*fields.priority);
+        if (!p) {
+            return fail(ErrorCode::invalid_request,
+                        "priority must be premium, standard or batch");
+        }
+        v.priority = *p;
+    }
+
+    if (files.size() < v.def->min_files || files.size() > v.def->max_files) {
+        return fail(ErrorCode::invalid_request,
+                    fmt::format("{} takes {} to {} files, got {}", v.def->name, v.def->min_files,
+                                v.def->max_files, files.size()));
+    }
+    for (const auto& f : files) {
+        if (f.record.size > v.def->max_upload_bytes) {
+            return fail(ErrorCode::payload_too_large,
+                        fmt::format("file '{}' is larger than {}'s limit of {} bytes",
+                                    f.record.name, v.def->name, v.def->max_upload_bytes));
+        }
+        if (!v.def->accepts_mime(f.record.content_type)) {
+            // native carries the detected type into the problem body (detected_type).
+            return fail(ErrorCode::unsupported_media_type,
+                        fmt::format("file '{}' is {}, which {} does not accept", f.record.name,
+                                    f.record.content_type, v.def->name),
+                        f.record.content_type);
+        }
+    }
+    return v;
+}
+
+Result<CreateFields> read_json_request(http::Request& request, const ApiConfig& limits) {
+    auto body = http::read_small_body(request, limits.max_json_body_bytes);
+    if (!body) return std::unexpected(body.error());
+    auto json = util::parse_client_json(*body, "the request body");
+    if (!json) return std::unexpected(json.error());
+    if (!json->is_object()) {
+        return fail(ErrorCode::invalid_request, "the request body must be a JSON object");
+    }
+    CreateFields fields;
+    for (const auto& [key, value] : json->items()) {
+        if (key == "type" && value.is_string()) fields.type = value.get<std::string>();
+        else if (key == "priority" && value.is_string()) fields.priority = value.get<std::string>();
+        else if (key == "params") fields.params = value.dump();
+        else
+            return fail(ErrorCode::invalid_request,
+                        "unexpected member '" + key.substr(0, 64) +
+                            "' (expected type, params, priority as strings/object)");
+    }
+    return fields;
+}
+
+}  // namespace
+
+Result<http::Response> create_job(Context& ctx, http::Request& request) {
+    const ApiConfig& limits = ctx.app.config.api;
+    if (!request.content_length) {
+        return fail(ErrorCode::length_required, "a Content-Length header is required");
+    }
+    if (*request.content_length > limits.max_request_bytes) {
+        return fail(ErrorCode::payload_too_large,
+                    "the request is larger than " + std::to_string(limits.max_request_bytes) +
+                        " bytes");
+    }
+
+    jobs::NewJob job;
+    job.id = util::new_job_id();
+    job.owner = ctx.viewer.owner;
+
+    CreateFields fields;
+    std::vector<UploadedFile> files;
+    std::unique_ptr<storage::Staging> staging;
+    const bool is_json = request.content_type.starts_with("application/json");
+    if (auto boundary = http::multipart_boundary(request.content_type)) {
+        auto staged = ctx.app.storage.stage(storage::Area::sources, job.id);
+        if (!staged) return std::unexpected(staged.error());
+        staging = std::move(*staged);
+        UploadCollector collector(ctx, *staging);
+        if (auto r = stream_multipart(request, *boundary, limits, collector); !r) {
+            return std::unexpected(r.error());
+        }
+        fields = std::move(collector.fields());
+        files = std::move(collector.files());
+    } else if (is_json) {
+        auto parsed = read_json_request(request, limits);
+        if (!parsed) return std::unexpected(parsed.error());
+        fields = std::move(*parsed);
+    } else {
+        return fail(ErrorCode::unsupported_media_type,
+                    "send multipart/form-data or application/json", "");
+    }
+
+    auto valid = validate(ctx.app, fields, files);
+    if (!valid) return std::unexpected(valid.error());
+    job.type = valid->def->name;
+    job.params = std::move(valid->params);
+    job.priority = valid->priority;
+    job.max_attempts = static_cast<int>(valid->def->max_attempts);
+    for (auto& f : files) job.sources.push_back(std::move(f.record));
+
+    // Files first, then the row: a crash in between leaves an orphan directory (swept later),
+    // never a row whose files are missing.
+    if (staging) {
+        if (auto r = staging->commit(); !r) return std::unexpected(r.error());
+    }
+    auto created = jobs::create_job(ctx.db, job);
+    if (!created) {
+        if (staging) staging->discard_committed();
+        return std::unexpected(created.error());
+    }
+    log::info("job created", {{"job", created->id},
+                              {"type", created->type},
+                              {"owner", created->owner},
+                              {"files", created->sources.size()}});
+    auto response = http::json_response(201, jobs::to_json(*created));
+    response.header("Location", "/api/v1/jobs/" + created->id);
+    return response;
+}
+
+}  // namespace kiln::api

@@ -1,0 +1,89 @@
+// kiln-api: the FastCGI application behind nginx. Reads the config, loads the converter
+// definitions, then serves requests on a pool of threads until SIGTERM/SIGINT.
+
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "core/config.hpp"
+#include "core/db/mariadb.hpp"
+#include "core/http/fcgi_server.hpp"
+#include "core/log.hpp"
+#include "core/util/systemd.hpp"
+#include "fcgi/api_handler.hpp"
+
+namespace {
+
+// Blocks the stop signals in every thread and waits for them in one, so shutdown runs as
+// ordinary code instead of inside a signal handler.
+sigset_t stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    return set;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace kiln;
+    CLI::App cli{"kiln-api: the kiln job API (FastCGI)"};
+    std::optional<std::string> config_path;
+    cli.add_option("-c,--config", config_path, "config file (default $KILN_CONFIG or /etc/kiln/kiln.toml)");
+    CLI11_PARSE(cli, argc, argv);
+
+    auto config = load_config(config_path);
+    if (!config) {
+        log::error("invalid configuration", {{"error", config.error().describe()}});
+        return 2;
+    }
+    auto converters = converters::load_definitions(config->converter_dirs);
+    if (!converters) {
+        log::error("invalid converter definitions", {{"error", converters.error().describe()}});
+        return 2;
+    }
+    api::AppState app{*config, std::move(*converters), storage::Storage(config->storage_root)};
+    if (auto r = app.storage.ensure_layout(); !r) {
+        log::error("storage unusable", {{"error", r.error().describe()}});
+        return 2;
+    }
+    db::init_library();
+
+    sigset_t signals = stop_signals();
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-response must not kill the process
+
+    auto server = http::FcgiServer::open(config->api.listen);
+    if (!server) {
+        log::error("cannot listen", {{"error", server.error().describe()}});
+        return 1;
+    }
+    std::thread signal_thread([&] {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        log::info("stopping", {{"signal", sig}});
+        util::notify("STOPPING=1");
+        (*server)->stop();
+    });
+    signal_thread.detach();
+
+    log::info("kiln-api ready", {{"listen", config->api.listen},
+                                 {"threads", config->api.threads},
+                                 {"converters", app.converters.size()}});
+    util::notify("READY=1");
+    auto ran = (*server)->run(config->api.threads,
+                              [&]() -> Result<std::unique_ptr<http::ThreadHandler>> {
+                                  auto magic = magic::Detector::open();
+                                  if (!magic) return std::unexpected(magic.error());
+                                  return std::make_unique<api::ApiHandler>(app, std::move(*magic));
+                              });
+    if (!ran) {
+        log::error("cannot start", {{"error", ran.error().describe()}});
+        return 1;
+    }
+    log::info("kiln-api stopped");
+    return 0;
+}

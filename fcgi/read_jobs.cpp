@@ -1,0 +1,122 @@
+// GET endpoints: one job, the job list, the converter list, file lists and downloads.
+
+#include <charconv>
+
+#include "core/http/request.hpp"
+#include "core/storage/storage.hpp"
+#include "fcgi/api_handler.hpp"
+
+namespace kiln::api {
+namespace {
+
+constexpr int default_page_size = 50;
+constexpr int max_page_size = 500;
+
+Result<jobs::Job> visible_job(Context& ctx, const std::string& id) {
+    // Ids are 26 characters of base32; anything else cannot exist.
+    if (id.size() != 26) return fail(ErrorCode::not_found, "no such job");
+    auto job = jobs::find_job(ctx.db, ctx.viewer, id);
+    if (!job) return std::unexpected(job.error());
+    if (!*job) return fail(ErrorCode::not_found, "no such job");
+    return std::move(**job);
+}
+
+const std::vector<jobs::FileRecord>& files_of(const jobs::Job& job, storage::Area area) {
+    return area == storage::Area::sources ? job.sources : job.results;
+}
+
+// Content-Disposition with both a plain ASCII fallback and the RFC 8187 UTF-8 name.
+std::string content_disposition(const std::string& name) {
+    std::string ascii;
+    for (char c : name) {
+        auto u = static_cast<unsigned char>(c);
+        ascii.push_back(u >= 0x20 && u < 0x7f && c != '"' && c != '\\' ? c : '_');
+    }
+    return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" +
+           storage::percent_encode(name);
+}
+
+}  // namespace
+
+Result<http::Response> get_job(Context& ctx, const std::string& id) {
+    auto job = visible_job(ctx, id);
+    if (!job) return std::unexpected(job.error());
+    return http::json_response(200, jobs::to_json(*job));
+}
+
+Result<http::Response> list_jobs(Context& ctx, const http::Request& request) {
+    auto query = http::parse_query(request.query_string);
+    if (!query) return std::unexpected(query.error());
+    jobs::ListFilter filter;
+    filter.limit = default_page_size;
+    for (const auto& [name, value] : *query) {
+        if (name == "status") {
+            filter.status = jobs::parse_status(value);
+            if (!filter.status) {
+                return fail(ErrorCode::invalid_request,
+                            "status must be pending, running, completed, failed or cancelled");
+            }
+        } else if (name == "type") {
+            if (value.empty() || value.size() > 64) {
+                return fail(ErrorCode::invalid_request, "type must be 1..64 characters");
+            }
+            filter.type = value;
+        } else if (name == "limit") {
+            int limit = 0;
+            auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), limit);
+            if (ec != std::errc() || ptr != value.data() + value.size() || limit < 1 ||
+                limit > max_page_size) {
+                return fail(ErrorCode::invalid_request,
+                            "limit must be an integer from 1 to " + std::to_string(max_page_size));
+            }
+            filter.limit = limit;
+        } else if (name == "cursor") {
+            filter.before_seq = jobs::decode_cursor(value);
+            if (!filter.before_seq) return fail(ErrorCode::invalid_request, "invalid cursor");
+        } else {
+            return fail(ErrorCode::invalid_request, "unknown query parameter '" + name + "'");
+        }
+    }
+    auto page = jobs::list_jobs(ctx.db, ctx.viewer, filter);
+    if (!page) return std::unexpected(page.error());
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& job : page->jobs) list.push_back(jobs::to_json(job));
+    nlohmann::json body = {{"jobs", std::move(list)}, {"next_cursor", nullptr}};
+    if (page->next_before_seq) body["next_cursor"] = jobs::encode_cursor(*page->next_before_seq);
+    return http::json_response(200, body);
+}
+
+Result<http::Response> list_files(Context& ctx, const std::string& id, storage::Area area) {
+    auto job = visible_job(ctx, id);
+    if (!job) return std::unexpected(job.error());
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& f : files_of(*job, area)) files.push_back(jobs::to_json(f));
+    return http::json_response(200, {{std::string(storage::to_string(area)), std::move(files)}});
+}
+
+Result<http::Response> download_file(Context& ctx, const std::string& id, storage::Area area,
+                                     const std::string& name) {
+    auto job = visible_job(ctx, id);
+    if (!job) return std::unexpected(job.error());
+    for (const auto& f : files_of(*job, area)) {
+        if (f.name != name) continue;
+        // nginx serves the bytes (sendfile) from its internal location; kiln-api only decides.
+        http::Response r;
+        r.status = 200;
+        r.header("X-Accel-Redirect", storage::Storage::accel_uri(area, job->id, f.name));
+        r.header("Content-Type", f.content_type);
+        r.header("Content-Disposition", content_disposition(f.name));
+        r.header("ETag", "\"" + f.sha256 + "\"");
+        r.header("X-Content-Type-Options", "nosniff");
+        return r;
+    }
+    return fail(ErrorCode::not_found, "no such file");
+}
+
+http::Response list_types(const AppState& app) {
+    nlohmann::json types = nlohmann::json::array();
+    for (const auto& [name, def] : app.converters) types.push_back(converters::to_public_json(def));
+    return http::json_response(200, {{"types", std::move(types)}});
+}
+
+}  // namespace kiln::api
