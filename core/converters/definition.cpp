@@ -71,8 +71,9 @@ std::string ascii_lowercase(std::string_view s) {
 
 bool is_valid_converter_name(std::string_view s) {
     if (s.empty() || s.size() > 64 || !is_lower_alnum(s.front())) return false;
-    return std::all_of(s.begin(), s.end(),
-                       [](char c) { return is_lower_alnum(c) || c == '_' || c == '.' || c == '-'; });
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return is_lower_alnum(c) || c == '_' || c == '.' || c == '-';
+    });
 }
 
 // Param names become {placeholders} in run templates and JSON keys for clients.
@@ -135,23 +136,31 @@ std::string join_path(std::string_view prefix, std::string_view key) {
 
 std::string_view type_name(const toml::node& node) {
     switch (node.type()) {
-        case toml::node_type::table: return "a table";
-        case toml::node_type::array: return "an array";
-        case toml::node_type::string: return "a string";
-        case toml::node_type::integer: return "an integer";
-        case toml::node_type::floating_point: return "a float";
-        case toml::node_type::boolean: return "a boolean";
+        case toml::node_type::table:
+            return "a table";
+        case toml::node_type::array:
+            return "an array";
+        case toml::node_type::string:
+            return "a string";
+        case toml::node_type::integer:
+            return "an integer";
+        case toml::node_type::floating_point:
+            return "a float";
+        case toml::node_type::boolean:
+            return "a boolean";
         case toml::node_type::date:
         case toml::node_type::time:
-        case toml::node_type::date_time: return "a date/time";
-        case toml::node_type::none: break;
+        case toml::node_type::date_time:
+            return "a date/time";
+        case toml::node_type::none:
+            break;
     }
     return "a value";
 }
 
 // Reads typed fields from one table of one file and reports problems as "<file>: <key>: <problem>".
 class TableReader {
-public:
+  public:
     TableReader(const std::string& file, const toml::table& table, std::string prefix)
         : file_(file), table_(table), prefix_(std::move(prefix)) {}
 
@@ -198,7 +207,8 @@ public:
     [[nodiscard]] std::optional<std::int64_t> integer(std::string_view key) const {
         const toml::node* n = table_.get(key);
         if (n == nullptr) return std::nullopt;
-        if (!n->is_integer()) fail_at(key, fmt::format("must be an integer, not {}", type_name(*n)));
+        if (!n->is_integer())
+            fail_at(key, fmt::format("must be an integer, not {}", type_name(*n)));
         return n->as_integer()->get();
     }
 
@@ -249,7 +259,7 @@ public:
     [[nodiscard]] const std::string& prefix() const { return prefix_; }
     [[nodiscard]] const toml::table& raw() const { return table_; }
 
-private:
+  private:
     const std::string& file_;
     const toml::table& table_;
     std::string prefix_;
@@ -273,7 +283,8 @@ ParamSpec parse_param(const std::string& file, std::string_view name, const toml
     const toml::node* def = r.node("default");
     if (type == "enum") {
         spec.kind = ParamSpec::Kind::enumeration;
-        if (r.has("min") || r.has("max")) r.fail_here("min/max are only allowed for integer params");
+        if (r.has("min") || r.has("max"))
+            r.fail_here("min/max are only allowed for integer params");
         if (!r.has("values")) r.fail_at("values", "is required for an enum param");
         spec.values = r.strings("values");
         if (spec.values.empty()) r.fail_at("values", "must not be empty");
@@ -309,15 +320,16 @@ ParamSpec parse_param(const std::string& file, std::string_view name, const toml
         if (def != nullptr) {
             const std::int64_t value = *r.integer("default");
             if (value < spec.min || value > spec.max) {
-                r.fail_at("default", fmt::format("{} is outside min..max ({}..{})", value,
-                                                 spec.min, spec.max));
+                r.fail_at("default", fmt::format("{} is outside min..max ({}..{})", value, spec.min,
+                                                 spec.max));
             }
             spec.default_value = value;
         }
     } else if (type == "boolean") {
         spec.kind = ParamSpec::Kind::boolean;
         if (r.has("values")) r.fail_here("values are only allowed for enum params");
-        if (r.has("min") || r.has("max")) r.fail_here("min/max are only allowed for integer params");
+        if (r.has("min") || r.has("max"))
+            r.fail_here("min/max are only allowed for integer params");
         if (def != nullptr) spec.default_value = *r.boolean("default");
     } else {
         r.fail_at("type", fmt::format("'{}' is not one of enum, integer, boolean", type));
@@ -388,7 +400,8 @@ Definition parse_definition(const std::string& file, const toml::table& doc) {
         std::string& pattern = def.accepts[i];
         const std::string key = fmt::format("accepts[{}]", i);
         if (!is_valid_accept_pattern(pattern)) {
-            r.fail_at(key, fmt::format("'{}' is not a MIME type (type/subtype or type/*)", pattern));
+            r.fail_at(key,
+                      fmt::format("'{}' is not a MIME type (type/subtype or type/*)", pattern));
         }
         pattern = ascii_lowercase(pattern);
         if (!seen_accepts.insert(pattern).second) {
@@ -479,8 +492,8 @@ Result<nlohmann::json> check_param_value(const Definition& def, const ParamSpec&
             if (text == nullptr ||
                 std::find(spec.values.begin(), spec.values.end(), *text) == spec.values.end()) {
                 return fail(ErrorCode::invalid_request,
-                            fmt::format("param '{}' for {} must be one of: {}", spec.name,
-                                        def.name, join(spec.values, ", ")));
+                            fmt::format("param '{}' for {} must be one of: {}", spec.name, def.name,
+                                        join(spec.values, ", ")));
             }
             return value;
         }
@@ -508,9 +521,9 @@ Result<nlohmann::json> check_param_value(const Definition& def, const ParamSpec&
         }
         case ParamSpec::Kind::boolean:
             if (!value.is_boolean()) {
-                return fail(ErrorCode::invalid_request,
-                            fmt::format("param '{}' for {} must be true or false", spec.name,
-                                        def.name));
+                return fail(
+                    ErrorCode::invalid_request,
+                    fmt::format("param '{}' for {} must be true or false", spec.name, def.name));
             }
             return value;
     }
@@ -519,9 +532,12 @@ Result<nlohmann::json> check_param_value(const Definition& def, const ParamSpec&
 
 std::string_view kind_name(ParamSpec::Kind kind) {
     switch (kind) {
-        case ParamSpec::Kind::enumeration: return "enum";
-        case ParamSpec::Kind::integer: return "integer";
-        case ParamSpec::Kind::boolean: return "boolean";
+        case ParamSpec::Kind::enumeration:
+            return "enum";
+        case ParamSpec::Kind::integer:
+            return "integer";
+        case ParamSpec::Kind::boolean:
+            return "boolean";
     }
     return "enum";
 }
@@ -568,9 +584,8 @@ Result<Definition> load_definition(const std::filesystem::path& file) {
         def.source = file;
         return def;
     } catch (const toml::parse_error& e) {
-        return fail(ErrorCode::config,
-                    fmt::format("{}:{}:{}: {}", file_name, e.source().begin.line,
-                                e.source().begin.column, e.description()));
+        return fail(ErrorCode::config, fmt::format("{}:{}:{}: {}", file_name, e.source().begin.line,
+                                                   e.source().begin.column, e.description()));
     } catch (const DefinitionError& e) {
         return fail(ErrorCode::config, e.what());
     }
@@ -582,9 +597,8 @@ Result<std::map<std::string, Definition, std::less<>>> load_definitions(
     for (const auto& dir : dirs) {
         std::error_code ec;
         if (!std::filesystem::is_directory(dir, ec)) {
-            return fail(ErrorCode::config,
-                        fmt::format("converter directory {}: {}", dir.string(),
-                                    ec ? ec.message() : "not a directory"));
+            return fail(ErrorCode::config, fmt::format("converter directory {}: {}", dir.string(),
+                                                       ec ? ec.message() : "not a directory"));
         }
         std::vector<std::filesystem::path> files;
         std::filesystem::directory_iterator it(dir, ec);
@@ -631,9 +645,9 @@ Result<nlohmann::json> validate_params(const Definition& def, const nlohmann::js
         for (const auto& [key, value] : params.items()) {
             const ParamSpec* spec = def.param(key);
             if (spec == nullptr) {
-                return fail(ErrorCode::invalid_request,
-                            fmt::format("unknown param '{}' for {}", quote_for_message(key),
-                                        def.name));
+                return fail(
+                    ErrorCode::invalid_request,
+                    fmt::format("unknown param '{}' for {}", quote_for_message(key), def.name));
             }
             auto checked = check_param_value(def, *spec, value);
             if (!checked) return std::unexpected(std::move(checked.error()));

@@ -98,41 +98,41 @@ bool is_kept_non_ascii(char32_t cp) {
         char32_t last;
     };
     static constexpr std::array<Range, 36> replaced{{
-        {0x00A0, 0x00BF},    // Latin-1 punctuation and symbols, NBSP, soft hyphen
-        {0x00D7, 0x00D7},    // multiplication sign
-        {0x00F7, 0x00F7},    // division sign
-        {0x034F, 0x034F},    // combining grapheme joiner
-        {0x0600, 0x0605},    // Arabic number signs (format)
-        {0x061C, 0x061C},    // Arabic letter mark
-        {0x06DD, 0x06DD},    // Arabic end of ayah
-        {0x070F, 0x070F},    // Syriac abbreviation mark
-        {0x0890, 0x0891},    // Arabic pound/piastre marks above
-        {0x08E2, 0x08E2},    // Arabic disputed end of ayah
-        {0x115F, 0x1160},    // Hangul fillers
-        {0x1680, 0x1680},    // Ogham space mark
-        {0x17B4, 0x17B5},    // Khmer inherent vowels (invisible)
-        {0x180B, 0x180F},    // Mongolian variation selectors, vowel separator
-        {0x2000, 0x2BFF},    // spaces, bidi controls, punctuation, symbols, arrows, math, shapes
-        {0x2E00, 0x2E7F},    // supplemental punctuation
-        {0x3000, 0x303F},    // CJK symbols and punctuation, ideographic space
-        {0x3164, 0x3164},    // Hangul filler
-        {0xD800, 0xF8FF},    // surrogates, private use
-        {0xFDD0, 0xFDEF},    // noncharacters
-        {0xFE00, 0xFE6F},    // variation selectors, vertical and small forms
-        {0xFEFF, 0xFEFF},    // byte order mark / zero width no-break space
-        {0xFF00, 0xFF0F},    // fullwidth punctuation, fullwidth solidus
-        {0xFF1A, 0xFF20},    // fullwidth punctuation
-        {0xFF3B, 0xFF40},    // fullwidth reverse solidus, brackets
-        {0xFF5B, 0xFF65},    // fullwidth and halfwidth punctuation
-        {0xFFA0, 0xFFA0},    // halfwidth Hangul filler
-        {0xFFF0, 0xFFFF},    // specials, replacement character
-        {0x110BD, 0x110BD},  // Kaithi number sign (format)
-        {0x110CD, 0x110CD},  // Kaithi number sign above (format)
-        {0x13430, 0x1343F},  // Egyptian hieroglyph format controls
-        {0x1BCA0, 0x1BCA3},  // shorthand format controls
-        {0x1D173, 0x1D17A},  // musical symbol format controls
-        {0x1F000, 0x1FBFF},  // emoji, pictographs and other symbols
-        {0xE0000, 0xE0FFF},  // tags, variation selectors supplement
+        {0x00A0, 0x00BF},     // Latin-1 punctuation and symbols, NBSP, soft hyphen
+        {0x00D7, 0x00D7},     // multiplication sign
+        {0x00F7, 0x00F7},     // division sign
+        {0x034F, 0x034F},     // combining grapheme joiner
+        {0x0600, 0x0605},     // Arabic number signs (format)
+        {0x061C, 0x061C},     // Arabic letter mark
+        {0x06DD, 0x06DD},     // Arabic end of ayah
+        {0x070F, 0x070F},     // Syriac abbreviation mark
+        {0x0890, 0x0891},     // Arabic pound/piastre marks above
+        {0x08E2, 0x08E2},     // Arabic disputed end of ayah
+        {0x115F, 0x1160},     // Hangul fillers
+        {0x1680, 0x1680},     // Ogham space mark
+        {0x17B4, 0x17B5},     // Khmer inherent vowels (invisible)
+        {0x180B, 0x180F},     // Mongolian variation selectors, vowel separator
+        {0x2000, 0x2BFF},     // spaces, bidi controls, punctuation, symbols, arrows, math, shapes
+        {0x2E00, 0x2E7F},     // supplemental punctuation
+        {0x3000, 0x303F},     // CJK symbols and punctuation, ideographic space
+        {0x3164, 0x3164},     // Hangul filler
+        {0xD800, 0xF8FF},     // surrogates, private use
+        {0xFDD0, 0xFDEF},     // noncharacters
+        {0xFE00, 0xFE6F},     // variation selectors, vertical and small forms
+        {0xFEFF, 0xFEFF},     // byte order mark / zero width no-break space
+        {0xFF00, 0xFF0F},     // fullwidth punctuation, fullwidth solidus
+        {0xFF1A, 0xFF20},     // fullwidth punctuation
+        {0xFF3B, 0xFF40},     // fullwidth reverse solidus, brackets
+        {0xFF5B, 0xFF65},     // fullwidth and halfwidth punctuation
+        {0xFFA0, 0xFFA0},     // halfwidth Hangul filler
+        {0xFFF0, 0xFFFF},     // specials, replacement character
+        {0x110BD, 0x110BD},   // Kaithi number sign (format)
+        {0x110CD, 0x110CD},   // Kaithi number sign above (format)
+        {0x13430, 0x1343F},   // Egyptian hieroglyph format controls
+        {0x1BCA0, 0x1BCA3},   // shorthand format controls
+        {0x1D173, 0x1D17A},   // musical symbol format controls
+        {0x1F000, 0x1FBFF},   // emoji, pictographs and other symbols
+        {0xE0000, 0xE0FFF},   // tags, variation selectors supplement
         {0xF0000, 0x10FFFF},  // supplementary private use
     }};
     if ((cp & 0xFFFE) == 0xFFFE) return false;  // noncharacter at the end of every plane

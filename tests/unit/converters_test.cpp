@@ -30,7 +30,7 @@ max_upload_bytes = 1024
 )";
 
 // The example of docs/converters.md.
-constexpr const char* documented_example = R"(
+constexpr const char* documented_example = R"toml(
 name = "video.transcode"
 description = "Transcode a video to MP4 (H.264/AAC) or WebM (VP9/Opus)"
 accepts = ["video/*"]
@@ -56,16 +56,15 @@ program = "ffmpeg"
 args = ["-nostdin", "-i", "{input}", "{output:video}"]
 outputs = ["video.{format}"]
 progress = "ffmpeg"
-)";
+)toml";
 
 // A fresh directory per test, removed afterwards.
 class DefinitionFiles : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         static std::atomic<int> counter{0};
-        dir_ = fs::temp_directory_path() /
-               ("kiln-converters-test-" + std::to_string(::getpid()) + "-" +
-                std::to_string(counter++));
+        dir_ = fs::temp_directory_path() / ("kiln-converters-test-" + std::to_string(::getpid()) +
+                                            "-" + std::to_string(counter++));
         fs::remove_all(dir_);
         fs::create_directories(dir_);
     }
@@ -94,17 +93,16 @@ protected:
 };
 
 // Asserts a config error whose message names the file and contains every fragment.
-#define EXPECT_CONFIG_ERROR(result, ...)                                            \
-    do {                                                                            \
-        const auto& r_ = (result);                                                  \
-        ASSERT_FALSE(r_.has_value()) << "expected a config error";                  \
-        EXPECT_EQ(r_.error().code, ErrorCode::config);                              \
-        EXPECT_NE(r_.error().message.find("def.toml"), std::string::npos)           \
-            << r_.error().message;                                                  \
-        for (const char* fragment_ : {__VA_ARGS__}) {                               \
-            EXPECT_NE(r_.error().message.find(fragment_), std::string::npos)        \
-                << "'" << fragment_ << "' not in: " << r_.error().message;          \
-        }                                                                           \
+#define EXPECT_CONFIG_ERROR(result, ...)                                                         \
+    do {                                                                                         \
+        const auto& r_ = (result);                                                               \
+        ASSERT_FALSE(r_.has_value()) << "expected a config error";                               \
+        EXPECT_EQ(r_.error().code, ErrorCode::config);                                           \
+        EXPECT_NE(r_.error().message.find("def.toml"), std::string::npos) << r_.error().message; \
+        for (const char* fragment_ : {__VA_ARGS__}) {                                            \
+            EXPECT_NE(r_.error().message.find(fragment_), std::string::npos)                     \
+                << "'" << fragment_ << "' not in: " << r_.error().message;                       \
+        }                                                                                        \
     } while (false)
 
 Definition shipped(const std::string& name) {
@@ -299,9 +297,8 @@ TEST_F(DefinitionFiles, MissingNameIsRejected) {
 }
 
 TEST_F(DefinitionFiles, InvalidNamesAreRejected) {
-    for (const std::string& name :
-         std::initializer_list<std::string>{"Video", ".video", "-video", "video/transcode",
-                                            "vid eo", "", std::string(65, 'a')}) {
+    for (const std::string& name : std::initializer_list<std::string>{
+             "Video", ".video", "-video", "video/transcode", "vid eo", "", std::string(65, 'a')}) {
         EXPECT_CONFIG_ERROR(load_text("name = \"" + name +
                                       "\"\ndescription = \"x\"\naccepts = [\"a/b\"]\n"
                                       "max_upload_bytes = 1\n"),
@@ -316,14 +313,13 @@ TEST_F(DefinitionFiles, NameOfSixtyFourCharactersIsAccepted) {
 }
 
 TEST_F(DefinitionFiles, NameOfWrongTypeIsRejected) {
-    EXPECT_CONFIG_ERROR(load_text("name = 5\ndescription = \"x\"\n"), "name:",
-                        "must be a string, not an integer");
+    EXPECT_CONFIG_ERROR(load_text("name = 5\ndescription = \"x\"\n"),
+                        "name:", "must be a string, not an integer");
 }
 
 TEST_F(DefinitionFiles, MissingDescriptionIsRejected) {
-    EXPECT_CONFIG_ERROR(
-        load_text("name = \"x\"\naccepts = [\"a/b\"]\nmax_upload_bytes = 1\n"),
-        "description: is required");
+    EXPECT_CONFIG_ERROR(load_text("name = \"x\"\naccepts = [\"a/b\"]\nmax_upload_bytes = 1\n"),
+                        "description: is required");
 }
 
 TEST_F(DefinitionFiles, UnknownTopLevelKeyIsRejectedToCatchTypos) {
@@ -340,8 +336,8 @@ TEST_F(DefinitionFiles, EmptyAcceptsIsRejectedWhenFilesAreTaken) {
 }
 
 TEST_F(DefinitionFiles, MalformedAcceptsEntriesAreRejected) {
-    for (const char* pattern : {"video", "video/", "/mp4", "*/*", "vid eo/mp4", "video/mp4/x",
-                                "video/*mp4", "video/;"}) {
+    for (const char* pattern :
+         {"video", "video/", "/mp4", "*/*", "vid eo/mp4", "video/mp4/x", "video/*mp4", "video/;"}) {
         EXPECT_CONFIG_ERROR(load_text(std::string("name = \"x\"\ndescription = \"x\"\n"
                                                   "max_upload_bytes = 1\naccepts = [\"") +
                                       pattern + "\"]\n"),
@@ -379,8 +375,8 @@ TEST_F(DefinitionFiles, MaxUploadBytesIsRequiredAndPositiveWhenFilesAreTaken) {
 }
 
 TEST_F(DefinitionFiles, MinFilesAboveMaxFilesIsRejected) {
-    EXPECT_CONFIG_ERROR(load_minimal_with("min_files = 3\nmax_files = 2\n"), "min_files:",
-                        "greater than max_files");
+    EXPECT_CONFIG_ERROR(load_minimal_with("min_files = 3\nmax_files = 2\n"),
+                        "min_files:", "greater than max_files");
 }
 
 TEST_F(DefinitionFiles, FileCountsOutsideZeroToSixtyFourAreRejected) {
@@ -391,43 +387,43 @@ TEST_F(DefinitionFiles, FileCountsOutsideZeroToSixtyFourAreRejected) {
 }
 
 TEST_F(DefinitionFiles, TimeoutOutsideOneSecondToOneDayIsRejected) {
-    EXPECT_CONFIG_ERROR(load_minimal_with("timeout_seconds = 0\n"), "timeout_seconds:",
-                        "between 1 and 86400");
+    EXPECT_CONFIG_ERROR(load_minimal_with("timeout_seconds = 0\n"),
+                        "timeout_seconds:", "between 1 and 86400");
     EXPECT_CONFIG_ERROR(load_minimal_with("timeout_seconds = 86401\n"), "timeout_seconds:");
-    EXPECT_CONFIG_ERROR(load_minimal_with("timeout_seconds = 1.5\n"), "timeout_seconds:",
-                        "not a float");
+    EXPECT_CONFIG_ERROR(load_minimal_with("timeout_seconds = 1.5\n"),
+                        "timeout_seconds:", "not a float");
     EXPECT_TRUE(load_minimal_with("timeout_seconds = 86400\n").has_value());
 }
 
 TEST_F(DefinitionFiles, MaxAttemptsOutsideOneToHundredIsRejected) {
-    EXPECT_CONFIG_ERROR(load_minimal_with("max_attempts = 0\n"), "max_attempts:",
-                        "between 1 and 100");
+    EXPECT_CONFIG_ERROR(load_minimal_with("max_attempts = 0\n"),
+                        "max_attempts:", "between 1 and 100");
     EXPECT_CONFIG_ERROR(load_minimal_with("max_attempts = 101\n"), "max_attempts:");
     EXPECT_TRUE(load_minimal_with("max_attempts = 100\n").has_value());
 }
 
 TEST_F(DefinitionFiles, ParamsThatIsNotATableIsRejected) {
     EXPECT_CONFIG_ERROR(load_minimal_with("params = 1\n"), "params:", "must be a table");
-    EXPECT_CONFIG_ERROR(load_minimal_with("params = { quality = 1 }\n"), "params.quality:",
-                        "must be a table");
+    EXPECT_CONFIG_ERROR(load_minimal_with("params = { quality = 1 }\n"),
+                        "params.quality:", "must be a table");
 }
 
 TEST_F(DefinitionFiles, InvalidParamNameIsRejected) {
     EXPECT_CONFIG_ERROR(load_minimal_with("[params.Height]\ntype = \"boolean\"\n"),
                         "params.Height:", "param names");
-    EXPECT_CONFIG_ERROR(load_minimal_with("[params.\"a-b\"]\ntype = \"boolean\"\n"),
-                        "params.a-b:");
+    EXPECT_CONFIG_ERROR(load_minimal_with("[params.\"a-b\"]\ntype = \"boolean\"\n"), "params.a-b:");
 }
 
 TEST_F(DefinitionFiles, MoreThanThirtyTwoParamsAreRejected) {
     std::string params;
-    for (int i = 0; i < 33; ++i) params += "[params.p" + std::to_string(i) + "]\ntype = \"boolean\"\n";
+    for (int i = 0; i < 33; ++i)
+        params += "[params.p" + std::to_string(i) + "]\ntype = \"boolean\"\n";
     EXPECT_CONFIG_ERROR(load_minimal_with(params), "params:", "more than 32");
 }
 
 TEST_F(DefinitionFiles, UnknownParamTypeIsRejected) {
-    EXPECT_CONFIG_ERROR(load_minimal_with("[params.p]\ntype = \"float\"\n"), "params.p.type:",
-                        "not one of enum, integer, boolean");
+    EXPECT_CONFIG_ERROR(load_minimal_with("[params.p]\ntype = \"float\"\n"),
+                        "params.p.type:", "not one of enum, integer, boolean");
     EXPECT_CONFIG_ERROR(load_minimal_with("[params.p]\ndescription = \"x\"\n"),
                         "params.p.type: is required");
 }
@@ -439,15 +435,16 @@ TEST_F(DefinitionFiles, UnknownKeyInParamIsRejected) {
 }
 
 TEST_F(DefinitionFiles, EnumWithoutValuesIsRejected) {
-    EXPECT_CONFIG_ERROR(load_minimal_with("[params.p]\ntype = \"enum\"\n"), "params.p.values:",
-                        "required");
+    EXPECT_CONFIG_ERROR(load_minimal_with("[params.p]\ntype = \"enum\"\n"),
+                        "params.p.values:", "required");
     EXPECT_CONFIG_ERROR(load_minimal_with("[params.p]\ntype = \"enum\"\nvalues = []\n"),
                         "params.p.values:", "must not be empty");
 }
 
 TEST_F(DefinitionFiles, EnumDefaultOutsideValuesIsRejected) {
     EXPECT_CONFIG_ERROR(
-        load_minimal_with("[params.p]\ntype = \"enum\"\nvalues = [\"a\", \"b\"]\ndefault = \"c\"\n"),
+        load_minimal_with(
+            "[params.p]\ntype = \"enum\"\nvalues = [\"a\", \"b\"]\ndefault = \"c\"\n"),
         "params.p.default:", "not one of the values");
     EXPECT_CONFIG_ERROR(
         load_minimal_with("[params.p]\ntype = \"enum\"\nvalues = [\"a\"]\ndefault = 1\n"),
@@ -509,11 +506,11 @@ TEST_F(DefinitionFiles, RequiredParamWithDefaultIsRejected) {
 }
 
 TEST_F(DefinitionFiles, RunNeedsExactlyOneOfProgramAndBuiltin) {
-    EXPECT_CONFIG_ERROR(load_minimal_with("[run]\nprogram = \"a\"\nbuiltin = \"noop\"\n"), "run:",
-                        "exactly one");
+    EXPECT_CONFIG_ERROR(load_minimal_with("[run]\nprogram = \"a\"\nbuiltin = \"noop\"\n"),
+                        "run:", "exactly one");
     EXPECT_CONFIG_ERROR(load_minimal_with("[run]\nargs = []\n"), "run:", "exactly one");
-    EXPECT_CONFIG_ERROR(load_minimal_with("[run]\nprogram = \"\"\n"), "run.program:",
-                        "must not be empty");
+    EXPECT_CONFIG_ERROR(load_minimal_with("[run]\nprogram = \"\"\n"),
+                        "run.program:", "must not be empty");
     EXPECT_CONFIG_ERROR(load_minimal_with("[run]\nbuiltin = \"No Op\"\n"), "run.builtin:");
 }
 
@@ -599,8 +596,7 @@ TEST_F(DefinitionFiles, DuplicateNameIsAnErrorNamingBothFilesInSortedOrder) {
     ASSERT_FALSE(defs.has_value());
     const std::string& message = defs.error().message;
     EXPECT_EQ(defs.error().code, ErrorCode::config);
-    EXPECT_NE(message.find("b.toml: name: 'test.minimal' is already defined in"),
-              std::string::npos)
+    EXPECT_NE(message.find("b.toml: name: 'test.minimal' is already defined in"), std::string::npos)
         << message;
     EXPECT_NE(message.find("a.toml", message.find("already defined")), std::string::npos)
         << message;
@@ -674,7 +670,7 @@ TEST(DefinitionParam, FindsParamByNameOrReturnsNull) {
 // --- validate_params -----------------------------------------------------------------------
 
 class ValidateParams : public ::testing::Test {
-protected:
+  protected:
     static void SetUpTestSuite() { transcode_ = new Definition(shipped("video.transcode")); }
     static void TearDownTestSuite() {
         delete transcode_;
@@ -705,13 +701,13 @@ protected:
     static inline Definition* transcode_ = nullptr;
 };
 
-#define EXPECT_INVALID_REQUEST(result, fragment)                               \
-    do {                                                                       \
-        const auto& r_ = (result);                                             \
-        ASSERT_FALSE(r_.has_value()) << "accepted: " << r_->dump();            \
-        EXPECT_EQ(r_.error().code, ErrorCode::invalid_request);                \
-        EXPECT_NE(r_.error().message.find(fragment), std::string::npos)        \
-            << "'" << (fragment) << "' not in: " << r_.error().message;        \
+#define EXPECT_INVALID_REQUEST(result, fragment)                        \
+    do {                                                                \
+        const auto& r_ = (result);                                      \
+        ASSERT_FALSE(r_.has_value()) << "accepted: " << r_->dump();     \
+        EXPECT_EQ(r_.error().code, ErrorCode::invalid_request);         \
+        EXPECT_NE(r_.error().message.find(fragment), std::string::npos) \
+            << "'" << (fragment) << "' not in: " << r_.error().message; \
     } while (false)
 
 TEST_F(ValidateParams, NullParamsGiveTheDefaults) {
@@ -747,9 +743,9 @@ TEST_F(ValidateParams, IntegerBoundsAreInclusive) {
 }
 
 TEST_F(ValidateParams, IntegerOutOfRangeIsRejected) {
-    for (const char* text : {R"({"height": 239})", R"({"height": 2161})", R"({"height": -720})",
-                             R"({"height": 18446744073709551615})",
-                             R"({"height": -9223372036854775808})"}) {
+    for (const char* text :
+         {R"({"height": 239})", R"({"height": 2161})", R"({"height": -720})",
+          R"({"height": 18446744073709551615})", R"({"height": -9223372036854775808})"}) {
         EXPECT_INVALID_REQUEST(validate(json::parse(text)), "param 'height'");
     }
 }
@@ -786,8 +782,7 @@ TEST_F(ValidateParams, NestedObjectsAndArraysAreRejected) {
     EXPECT_INVALID_REQUEST(validate(json::parse(R"({"format": {"value": "mp4"}})")),
                            "param 'format'");
     EXPECT_INVALID_REQUEST(validate(json::parse(R"({"format": ["mp4"]})")), "param 'format'");
-    EXPECT_INVALID_REQUEST(validate(json::parse(R"({"height": {"min": 240}})")),
-                           "param 'height'");
+    EXPECT_INVALID_REQUEST(validate(json::parse(R"({"height": {"min": 240}})")), "param 'height'");
 }
 
 TEST_F(ValidateParams, EnumValueOutsideValuesIsRejected) {

@@ -1,0 +1,204 @@
+// Every error a client can provoke is an RFC 9457 problem with a stable code, and none of them
+// leaves a job row or a stored file behind.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/util/crypto.hpp"
+#include "tests/integration/support/http_client.hpp"
+#include "tests/integration/support/media.hpp"
+#include "tests/integration/support/stack.hpp"
+
+namespace kiln::test {
+namespace {
+
+class Errors : public ::testing::Test {
+protected:
+    const Stack& stack = Stack::get();
+    const Media& media = Media::get();
+    Client client = stack.admin();
+
+    // Checks the problem shape and that the request left nothing behind.
+    void expect_problem_and_nothing_kept(const HttpResult& r, long status, const std::string& code,
+                                         std::int64_t rows_before, std::size_t sources_before) {
+        EXPECT_EQ(r.status, status) << r.body;
+        EXPECT_EQ(r.header("content-type"), "application/problem+json");
+        auto body = r.json();
+        ASSERT_TRUE(body.is_object()) << r.body;
+        EXPECT_EQ(body["code"], code);
+        EXPECT_EQ(body["status"], status);
+        EXPECT_TRUE(body["title"].is_string());
+        EXPECT_EQ(stack.job_rows(), rows_before);
+        EXPECT_EQ(stack.files_in("sources").size(), sources_before);
+        EXPECT_TRUE(stack.files_in("tmp").empty());
+    }
+};
+
+TEST_F(Errors, MissingTokenIs401) {
+    auto r = Client(stack.url, "").get("/api/v1/jobs");
+    EXPECT_EQ(r.status, 401);
+    EXPECT_EQ(r.code(), "unauthorized");
+}
+
+TEST_F(Errors, UnknownTokenIs401) {
+    auto r = client.with_token("kiln_not-a-real-token").get("/api/v1/types");
+    EXPECT_EQ(r.status, 401);
+    EXPECT_EQ(r.code(), "unauthorized");
+}
+
+TEST_F(Errors, RevokedTokenIs401AtOnce) {
+    std::string token = stack.create_token("revokee");
+    Client c = client.with_token(token);
+    ASSERT_EQ(c.get("/api/v1/jobs").status, 200);
+    run_command({stack.kilnctl.string(), "--config", stack.config_path.string(), "token",
+                 "revoke", token});
+    EXPECT_EQ(c.get("/api/v1/jobs").status, 401);
+}
+
+TEST_F(Errors, UnknownJobIs404) {
+    auto r = client.get("/api/v1/jobs/" + util::new_job_id());
+    EXPECT_EQ(r.status, 404);
+    EXPECT_EQ(r.code(), "not_found");
+    EXPECT_EQ(client.get("/api/v1/jobs/../../etc/passwd").status, 404);
+    EXPECT_EQ(client.get("/api/v1/nothing").status, 404);
+}
+
+TEST_F(Errors, WrongMethodIs405WithAllow) {
+    auto r = client.send("DELETE", "/api/v1/jobs", "");
+    EXPECT_EQ(r.status, 405);
+    EXPECT_EQ(r.code(), "method_not_allowed");
+    EXPECT_NE(r.header("allow").find("POST"), std::string::npos);
+}
+
+TEST_F(Errors, PostWithoutContentLengthIs411) {
+    // (A chunked body is buffered by nginx and arrives with a length, so it is served.)
+    std::string reply = raw_http(stack.url,
+                                 "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\n"
+                                 "Authorization: Bearer " + stack.admin_token +
+                                 "\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 411", 0), 0u) << reply;
+    EXPECT_NE(reply.find("\"code\":\"length_required\""), std::string::npos) << reply;
+}
+
+TEST_F(Errors, MalformedMultipartIs400) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    auto r = client.send("POST", "/api/v1/jobs",
+                         "--XYZ\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"
+                         "image.thumbnails\r\n--XYZ\r\nContent-Disposition: form-data; "
+                         "name=\"file\"; filename=\"a.png\"\r\n\r\nPNGDATA",  // no closing boundary
+                         {"Content-Type: multipart/form-data; boundary=XYZ"});
+    expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
+}
+
+TEST_F(Errors, MalformedJsonIs400) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    auto r = client.post_json("/api/v1/jobs", "{\"type\": ");
+    expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
+}
+
+TEST_F(Errors, MissingTypeIs400) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    auto r = client.post_multipart("/api/v1/jobs", {{"file", "", media.png}});
+    expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
+}
+
+TEST_F(Errors, ParamsOutsideTheirAllowedValuesAre400) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    for (const char* params : {R"({"format":"avi"})", R"({"height":100000})",
+                               R"({"height":"720"})", R"({"shell":"rm -rf /"})", R"([1,2])",
+                               R"({"a":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]})"}) {
+        auto r = client.post_multipart(
+            "/api/v1/jobs",
+            {{"type", "video.transcode"}, {"params", params}, {"file", "", media.mp4}});
+        SCOPED_TRACE(params);
+        expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
+    }
+}
+
+TEST_F(Errors, BadPriorityIs400) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    auto r = client.post_multipart(
+        "/api/v1/jobs",
+        {{"type", "image.thumbnails"}, {"priority", "urgent"}, {"file", "", media.png}});
+    expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
+}
+
+TEST_F(Errors, EmptyFileIs400) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    auto empty = make_file("empty.png", "", 0);
+    auto r = client.post_multipart("/api/v1/jobs",
+                                   {{"type", "image.thumbnails"}, {"file", "", empty}});
+    expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
+}
+
+TEST_F(Errors, TooManyFilesIs413) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    auto r = client.post_multipart("/api/v1/jobs", {{"type", "image.thumbnails"},
+                                                    {"a", "", media.png},
+                                                    {"b", "", media.png}});
+    expect_problem_and_nothing_kept(r, 413, "payload_too_large", rows, files);
+}
+
+TEST_F(Errors, FileOverTheConvertersLimitIs413) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    std::uint64_t limit = 0;
+    auto types = client.get("/api/v1/types");
+    for (const auto& t : types.json()["types"]) {
+        if (t["name"] == "image.thumbnails") limit = t["max_upload_bytes"];
+    }
+    ASSERT_GT(limit, 0u);
+    std::ifstream png(media.png, std::ios::binary);
+    std::string head((std::istreambuf_iterator<char>(png)), std::istreambuf_iterator<char>());
+    auto big = make_file("big.png", head, limit + 1);
+    auto r = client.post_multipart("/api/v1/jobs",
+                                   {{"type", "image.thumbnails"}, {"file", "", big}});
+    expect_problem_and_nothing_kept(r, 413, "payload_too_large", rows, files);
+}
+
+TEST_F(Errors, OversizedPartHeaderIs413) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    std::string body = "--XYZ\r\nContent-Disposition: form-data; name=\"type\"\r\nX-Padding: " +
+                       std::string(64 * 1024, 'a') + "\r\n\r\nimage.thumbnails\r\n--XYZ--\r\n";
+    auto r = client.send("POST", "/api/v1/jobs", body,
+                         {"Content-Type: multipart/form-data; boundary=XYZ"});
+    expect_problem_and_nothing_kept(r, 413, "payload_too_large", rows, files);
+}
+
+TEST_F(Errors, PngRenamedMp4Is415WithTheDetectedType) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    auto r = client.post_multipart("/api/v1/jobs", {{"type", "video.transcode"},
+                                                    {"file", "", media.png, "movie.mp4",
+                                                     "video/mp4"}});
+    expect_problem_and_nothing_kept(r, 415, "unsupported_media_type", rows, files);
+    EXPECT_EQ(r.json()["detected_type"], "image/png");
+}
+
+TEST_F(Errors, WrongRequestContentTypeIs415) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    auto r = client.send("POST", "/api/v1/jobs", "type=image.thumbnails",
+                         {"Content-Type: application/x-www-form-urlencoded"});
+    expect_problem_and_nothing_kept(r, 415, "unsupported_media_type", rows, files);
+}
+
+TEST_F(Errors, UnknownTypeIs422) {
+    const auto rows = stack.job_rows();
+    const auto files = stack.files_in("sources").size();
+    auto r = client.post_multipart("/api/v1/jobs",
+                                   {{"type", "video.explode"}, {"file", "", media.mp4}});
+    expect_problem_and_nothing_kept(r, 422, "unknown_type", rows, files);
+}
+
+}  // namespace
+}  // namespace kiln::test

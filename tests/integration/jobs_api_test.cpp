@@ -1,0 +1,172 @@
+// The job API end to end through nginx: create, read, list, files, downloads, types, health.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/util/crypto.hpp"
+#include "tests/integration/support/http_client.hpp"
+#include "tests/integration/support/media.hpp"
+#include "tests/integration/support/stack.hpp"
+
+namespace kiln::test {
+namespace {
+
+std::string read_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+class JobsApi : public ::testing::Test {
+protected:
+    const Stack& stack = Stack::get();
+    const Media& media = Media::get();
+    Client client = stack.admin();
+};
+
+TEST_F(JobsApi, HealthAnswersOkWhenTheDatabaseIsUp) {
+    auto r = Client(stack.url, "").get("/health");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.json()["database"], "ok");
+}
+
+TEST_F(JobsApi, TypesListsTheShippedConvertersWithTheirParams) {
+    auto r = client.get("/api/v1/types");
+    ASSERT_EQ(r.status, 200) << r.body;
+    std::set<std::string> names;
+    for (const auto& t : r.json()["types"]) names.insert(t["name"].get<std::string>());
+    EXPECT_TRUE(names.count("video.transcode"));
+    EXPECT_TRUE(names.count("image.thumbnails"));
+    for (const auto& t : r.json()["types"]) {
+        if (t["name"] == "video.transcode") {
+            EXPECT_EQ(t["accepts"], nlohmann::json::array({"video/*"}));
+            EXPECT_EQ(t["params"]["format"]["type"], "enum");
+            EXPECT_GT(t["max_upload_bytes"].get<std::uint64_t>(), 0u);
+        }
+    }
+}
+
+TEST_F(JobsApi, UploadCreatesAPendingJobWithItsSourceRecorded) {
+    auto r = client.post_multipart("/api/v1/jobs", {{"type", "image.thumbnails"},
+                                                    {"priority", "premium"},
+                                                    {"file", "", media.png, "holiday.png"}});
+    ASSERT_EQ(r.status, 201) << r.body;
+    auto job = r.json();
+    EXPECT_EQ(job["status"], "pending");
+    EXPECT_EQ(job["type"], "image.thumbnails");
+    EXPECT_EQ(job["priority"], "premium");
+    EXPECT_EQ(job["progress"], 0);
+    EXPECT_EQ(job["attempts"], 0);
+    EXPECT_TRUE(job["position_in_queue"].is_number_integer());
+    EXPECT_EQ(r.header("location"), "/api/v1/jobs/" + job["id"].get<std::string>());
+    ASSERT_EQ(job["sources"].size(), 1u);
+    const auto& src = job["sources"][0];
+    const std::string bytes = read_file(media.png);
+    EXPECT_EQ(src["name"], "holiday.png");
+    EXPECT_EQ(src["content_type"], "image/png");
+    EXPECT_EQ(src["size"], bytes.size());
+    EXPECT_EQ(src["sha256"], util::sha256_hex(bytes));
+    // Times are RFC 3339 UTC with milliseconds.
+    EXPECT_EQ(job["created_at"].get<std::string>().size(), 24u);
+    EXPECT_EQ(job["created_at"].get<std::string>().back(), 'Z');
+
+    auto again = client.get("/api/v1/jobs/" + job["id"].get<std::string>());
+    ASSERT_EQ(again.status, 200);
+    EXPECT_EQ(again.json()["id"], job["id"]);
+    EXPECT_EQ(again.json()["sources"], job["sources"]);
+}
+
+TEST_F(JobsApi, DownloadThroughXAccelRedirectIsByteIdenticalToTheUpload) {
+    auto r = client.post_multipart("/api/v1/jobs",
+                                   {{"type", "video.transcode"}, {"file", "", media.mp4}});
+    ASSERT_EQ(r.status, 201) << r.body;
+    const std::string id = r.json()["id"];
+    auto list = client.get("/api/v1/jobs/" + id + "/sources");
+    ASSERT_EQ(list.status, 200);
+    ASSERT_EQ(list.json()["sources"].size(), 1u);
+    const std::string name = list.json()["sources"][0]["name"];
+    EXPECT_EQ(name, "clip.mp4");
+
+    auto dl = client.get("/api/v1/jobs/" + id + "/sources/" + name);
+    ASSERT_EQ(dl.status, 200);
+    EXPECT_EQ(dl.body, read_file(media.mp4));
+    EXPECT_EQ(dl.header("content-type"), "video/mp4");
+    EXPECT_NE(dl.header("content-disposition").find("clip.mp4"), std::string::npos);
+    // The internal redirect target never leaks to the client.
+    EXPECT_EQ(dl.header("x-accel-redirect"), "");
+
+    auto missing = client.get("/api/v1/jobs/" + id + "/sources/other.mp4");
+    EXPECT_EQ(missing.status, 404);
+    EXPECT_EQ(missing.code(), "not_found");
+    auto results = client.get("/api/v1/jobs/" + id + "/results");
+    ASSERT_EQ(results.status, 200);
+    EXPECT_TRUE(results.json()["results"].empty());
+}
+
+TEST_F(JobsApi, JsonCreationValidatesAgainstTheConverter) {
+    // image.thumbnails needs a file: a JSON body has none.
+    auto r = client.post_json("/api/v1/jobs", R"({"type":"image.thumbnails"})");
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(r.code(), "invalid_request");
+}
+
+TEST_F(JobsApi, ListIsNewestFirstAndPagesWithAnOpaqueCursor) {
+    const std::string owner = "pager-" + util::new_job_id().substr(0, 8);
+    Client mine = client.with_token(stack.create_token(owner));
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5; ++i) {
+        auto r = mine.post_multipart("/api/v1/jobs",
+                                     {{"type", "image.thumbnails"}, {"file", "", media.jpeg}});
+        ASSERT_EQ(r.status, 201) << r.body;
+        ids.push_back(r.json()["id"]);
+    }
+    std::vector<std::string> seen;
+    std::string path = "/api/v1/jobs?limit=2";
+    for (int page = 0; page < 5; ++page) {
+        auto r = mine.get(path);
+        ASSERT_EQ(r.status, 200) << r.body;
+        for (const auto& j : r.json()["jobs"]) seen.push_back(j["id"]);
+        if (r.json()["next_cursor"].is_null()) break;
+        path = "/api/v1/jobs?limit=2&cursor=" + r.json()["next_cursor"].get<std::string>();
+    }
+    std::vector<std::string> newest_first(ids.rbegin(), ids.rend());
+    EXPECT_EQ(seen, newest_first);
+
+    auto filtered = mine.get("/api/v1/jobs?status=completed");
+    ASSERT_EQ(filtered.status, 200);
+    EXPECT_TRUE(filtered.json()["jobs"].empty());
+    auto by_type = mine.get("/api/v1/jobs?type=image.thumbnails&status=pending&limit=500");
+    ASSERT_EQ(by_type.status, 200);
+    EXPECT_EQ(by_type.json()["jobs"].size(), 5u);
+}
+
+TEST_F(JobsApi, ListRejectsBadFilters) {
+    EXPECT_EQ(client.get("/api/v1/jobs?limit=0").status, 400);
+    EXPECT_EQ(client.get("/api/v1/jobs?limit=501").status, 400);
+    EXPECT_EQ(client.get("/api/v1/jobs?status=done").status, 400);
+    EXPECT_EQ(client.get("/api/v1/jobs?cursor=garbage!").code(), "invalid_request");
+}
+
+TEST_F(JobsApi, PositionInQueueCountsJobsThatRunFirst) {
+    auto batch = client.post_multipart(
+        "/api/v1/jobs", {{"type", "image.thumbnails"}, {"priority", "batch"}, {"file", "", media.png}});
+    ASSERT_EQ(batch.status, 201) << batch.body;
+    auto premium = client.post_multipart(
+        "/api/v1/jobs",
+        {{"type", "image.thumbnails"}, {"priority", "premium"}, {"file", "", media.png}});
+    ASSERT_EQ(premium.status, 201) << premium.body;
+    // The later premium job runs before the earlier batch job, so the batch job's position
+    // is larger than the premium job's.
+    auto b = client.get("/api/v1/jobs/" + batch.json()["id"].get<std::string>()).json();
+    auto p = client.get("/api/v1/jobs/" + premium.json()["id"].get<std::string>()).json();
+    if (b["status"] == "pending" && p["status"] == "pending") {
+        EXPECT_GT(b["position_in_queue"].get<int>(), p["position_in_queue"].get<int>());
+    }
+}
+
+}  // namespace
+}  // namespace kiln::test

@@ -1,0 +1,59 @@
+#pragma once
+// What the integration tests know about the stack scripts/test started: its URL, config,
+// storage and processes, from KILN_TEST_* environment variables.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "tests/integration/support/http_client.hpp"
+
+namespace kiln::test {
+
+// The variable's value; throws when scripts/test did not set it (so a test can never pass
+// against no stack).
+std::string required_env(const char* name);
+
+struct Stack {
+    std::string url;
+    std::string admin_token;
+    std::filesystem::path config_path;
+    std::filesystem::path var;
+    std::filesystem::path kilnctl;
+    Config config;
+
+    static const Stack& get();
+
+    Client admin() const { return Client(url, admin_token); }
+    // A fresh token for `owner` (kilnctl token create).
+    std::string create_token(const std::string& owner, bool admin = false) const;
+    // Regular files under the storage root's `area` (sources, results, logs, tmp), recursively.
+    std::vector<std::filesystem::path> files_in(const std::string& area) const;
+    // Rows in jobs (all owners), counted with a direct query.
+    std::int64_t job_rows() const;
+    // kiln-api's pid from VAR/run/kiln-api.pid.
+    int api_pid() const;
+};
+
+// Runs argv, returns stdout; throws on a non-zero exit.
+std::string run_command(const std::vector<std::string>& argv);
+
+// A process's peak resident set (VmHWM) in bytes.
+std::uint64_t peak_rss_bytes(int pid);
+
+// A file of `size` bytes whose first bytes are `head` (the rest zeros), in a temp directory.
+std::filesystem::path make_file(const std::string& name, const std::string& head,
+                                std::uint64_t size);
+
+// A scratch directory unique to this test process, removed at exit.
+const std::filesystem::path& scratch_dir();
+
+// Sends raw bytes to host:port of `url` over one TCP connection, then waits for a response or
+// for `read_timeout_ms`; returns what was read (maybe empty). close_early: shut the connection
+// without reading (a client going away).
+std::string raw_http(const std::string& url, const std::string& bytes, bool close_early = false,
+                     int read_timeout_ms = 5000);
+
+}  // namespace kiln::test

@@ -1,0 +1,108 @@
+// Streaming uploads: bounded memory, clients that go away, hostile file names.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "core/util/crypto.hpp"
+#include "tests/integration/support/http_client.hpp"
+#include "tests/integration/support/media.hpp"
+#include "tests/integration/support/stack.hpp"
+
+namespace kiln::test {
+namespace {
+
+std::string head_of(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+class Uploads : public ::testing::Test {
+protected:
+    const Stack& stack = Stack::get();
+    const Media& media = Media::get();
+    Client client = stack.admin();
+};
+
+TEST_F(Uploads, A300MegabyteUploadKeepsKilnApiUnder64MiBResident) {
+    constexpr std::uint64_t size = 300ull * 1024 * 1024;
+    // A real MP4 followed by zeros: libmagic still sees video/mp4 from the head.
+    auto big = make_file("big.mp4", head_of(media.mp4), size);
+    auto r = client.post_multipart("/api/v1/jobs", {{"type", "video.transcode"}, {"file", "", big}});
+    ASSERT_EQ(r.status, 201) << r.body;
+    EXPECT_EQ(r.json()["sources"][0]["size"], size);
+    EXPECT_EQ(r.json()["sources"][0]["content_type"], "video/mp4");
+    const auto peak = peak_rss_bytes(stack.api_pid());
+    RecordProperty("kiln_api_peak_rss_bytes", std::to_string(peak));
+    EXPECT_LT(peak, 64ull * 1024 * 1024) << "peak RSS " << peak;
+    std::filesystem::remove(big);
+}
+
+TEST_F(Uploads, AClientThatDisconnectsMidUploadLeavesNoRowAndNoFile) {
+    const auto rows = stack.job_rows();
+    const auto sources = stack.files_in("sources").size();
+    const std::string boundary = "kilnboundary";
+    std::string head = "--" + boundary +
+                       "\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\nvideo.transcode\r\n"
+                       "--" + boundary +
+                       "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.mp4\"\r\n"
+                       "Content-Type: video/mp4\r\n\r\n" + head_of(media.mp4);
+    std::string request = "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " +
+                          stack.admin_token +
+                          "\r\nContent-Type: multipart/form-data; boundary=" + boundary +
+                          "\r\nContent-Length: " + std::to_string(head.size() + 50'000'000) +
+                          "\r\n\r\n" + head + std::string(2'000'000, 'x');
+    raw_http(stack.url, request, /*close_early=*/true);
+
+    // kiln-api notices the short body once nginx closes the FastCGI stream.
+    bool clean = false;
+    for (int i = 0; i < 100 && !clean; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        clean = stack.files_in("tmp").empty();
+    }
+    EXPECT_TRUE(clean) << "staging files remain";
+    EXPECT_EQ(stack.job_rows(), rows);
+    EXPECT_EQ(stack.files_in("sources").size(), sources);
+    // And the service is still there.
+    EXPECT_EQ(client.get("/api/v1/types").status, 200);
+}
+
+TEST_F(Uploads, HostileFileNamesAreSanitisedAndKeptAsMetadata) {
+    struct Case {
+        std::string sent;
+        std::string stored;
+    };
+    const std::vector<Case> cases = {
+        {"../../etc/passwd.png", "passwd.png"},
+        {"..\\..\\windows\\win.ini.png", "win.ini.png"},
+        {".hidden.png", "hidden.png"},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.sent);
+        auto r = client.post_multipart(
+            "/api/v1/jobs", {{"type", "image.thumbnails"}, {"file", "", media.png, c.sent}});
+        ASSERT_EQ(r.status, 201) << r.body;
+        const auto& src = r.json()["sources"][0];
+        EXPECT_EQ(src["name"], c.stored);
+        EXPECT_EQ(src["original_name"], c.sent);
+        const std::string id = r.json()["id"];
+        EXPECT_TRUE(std::filesystem::exists(stack.config.storage_root / "sources" / id /
+                                            src["name"].get<std::string>()));
+    }
+}
+
+TEST_F(Uploads, SameNameTwiceInOneJobGetsUniqueNames) {
+    std::vector<Part> parts = {{"type", "test.noop"},
+                               {"file", "", media.png, "same.png"},
+                               {"file", "", media.png, "same.png"}};
+    auto r = client.post_multipart("/api/v1/jobs", parts);
+    ASSERT_EQ(r.status, 201) << r.body;
+    auto sources = r.json()["sources"];
+    ASSERT_EQ(sources.size(), 2u);
+    EXPECT_NE(sources[0]["name"], sources[1]["name"]);
+}
+
+}  // namespace
+}  // namespace kiln::test
