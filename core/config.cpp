@@ -133,13 +133,14 @@ Result<> apply_file(const toml::table& root, Config& cfg) {
     const auto* worker = section(root, "worker");
     if (worker != nullptr) {
         if (auto r = check_keys(*worker, "worker",
-                                {"name", "slots", "types", "poll_min_ms", "poll_max_ms",
+                                {"name", "slots", "prefetch", "types", "poll_min_ms", "poll_max_ms",
                                  "lease_seconds", "grace_seconds"});
             !r)
             return r;
     }
     auto& w = cfg.worker;
     for (auto r : {read(worker, "worker", "name", w.name), read(worker, "worker", "slots", w.slots),
+                   read(worker, "worker", "prefetch", w.prefetch),
                    read(worker, "worker", "types", w.types),
                    read(worker, "worker", "poll_min_ms", w.poll_min),
                    read(worker, "worker", "poll_max_ms", w.poll_max),

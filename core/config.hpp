@@ -43,6 +43,9 @@ struct ApiConfig {
 struct WorkerConfig {
     std::string name;  // default: hostname-pid
     unsigned slots = 2;
+    // Jobs claimed ahead of free slots: raises throughput for very short jobs, but a prefetched
+    // job waits on this worker while another may be idle, so it is off by default.
+    unsigned prefetch = 0;
     std::vector<std::string> types;  // empty: every converter
     std::chrono::milliseconds poll_min{200};
     std::chrono::milliseconds poll_max{2000};

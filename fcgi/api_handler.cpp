@@ -84,7 +84,7 @@ http::Response ApiHandler::route(http::Request& request) {
     if (!*viewer) {
         return http::problem(Error{ErrorCode::unauthorized, "the token is unknown or revoked", ""});
     }
-    Context ctx{app_, **conn, *magic_, **viewer};
+    Context ctx{app_, **conn, *magic_, wakeup_, **viewer};
 
     Result<http::Response> result = fail(ErrorCode::not_found, "no such resource");
     const std::string_view collection = parts[2];

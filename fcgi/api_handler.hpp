@@ -11,6 +11,7 @@
 #include "core/db/mariadb.hpp"
 #include "core/http/fcgi_server.hpp"
 #include "core/jobs/repository.hpp"
+#include "core/jobs/wakeup.hpp"
 #include "core/magic/detector.hpp"
 #include "core/storage/storage.hpp"
 
@@ -30,13 +31,17 @@ struct Context {
     const AppState& app;
     db::Connection& db;
     magic::Detector& magic;
+    jobs::WakeupSender& wakeup;
     const jobs::Viewer& viewer;
 };
 
 class ApiHandler final : public http::ThreadHandler {
 public:
     ApiHandler(const AppState& app, std::unique_ptr<magic::Detector> magic)
-        : app_(app), session_(app.config.database), magic_(std::move(magic)) {}
+        : app_(app),
+          session_(app.config.database),
+          magic_(std::move(magic)),
+          wakeup_(app.config.wakeup_dir) {}
     http::Response handle(http::Request& request) override;
 
 private:
@@ -45,6 +50,7 @@ private:
     const AppState& app_;
     db::Session session_;
     std::unique_ptr<magic::Detector> magic_;
+    jobs::WakeupSender wakeup_;
 };
 
 // Endpoint handlers (create_job.cpp, read_jobs.cpp). Each returns the response or the error

@@ -320,6 +320,7 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
         if (staging) staging->discard_committed();
         return std::unexpected(created.error());
     }
+    ctx.wakeup.notify();
     log::info("job created", {{"job", created->id},
                               {"type", created->type},
                               {"owner", created->owner},

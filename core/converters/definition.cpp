@@ -342,14 +342,33 @@ ParamSpec parse_param(const std::string& file, std::string_view name, const toml
 }
 
 RunSpec parse_run(const TableReader& r) {
-    r.reject_unknown_keys({"program", "builtin", "args", "outputs", "progress"});
+    r.reject_unknown_keys({"program", "builtin", "args", "outputs", "progress", "steps"});
     RunSpec run;
     run.program = r.string("program").value_or("");
     run.builtin = r.string("builtin").value_or("");
-    if (r.has("program") == r.has("builtin")) {
-        r.fail_here("needs exactly one of 'program' or 'builtin'");
+    if (int(r.has("program")) + int(r.has("builtin")) + int(r.has("steps")) != 1) {
+        r.fail_here("needs exactly one of 'program', 'builtin' or 'steps'");
     }
     if (r.has("program") && run.program.empty()) r.fail_at("program", "must not be empty");
+    if (r.has("steps")) {
+        const toml::array* steps = r.node("steps")->as_array();
+        if (steps == nullptr || steps->empty() || steps->size() > 16) {
+            r.fail_at("steps", "must be an array of 1 to 16 [[run.steps]] tables");
+        }
+        for (std::size_t i = 0; i < steps->size(); ++i) {
+            const toml::table* t = steps->get(i)->as_table();
+            const std::string where = fmt::format("run.steps[{}]", i);
+            if (t == nullptr) r.fail_at("steps", "each step must be a table");
+            const TableReader sr(r.file(), *t, where);
+            sr.reject_unknown_keys({"name", "program", "args"});
+            RunStep step;
+            step.name = sr.required_string("name");
+            step.program = sr.required_string("program");
+            if (step.program.empty()) sr.fail_at("program", "must not be empty");
+            step.args = sr.strings("args");
+            run.steps.push_back(std::move(step));
+        }
+    }
     if (r.has("builtin") && !is_valid_builtin_name(run.builtin)) {
         r.fail_at("builtin", fmt::format("'{}' is not a valid builtin name ([a-z0-9][a-z0-9_]*)",
                                          run.builtin));
@@ -372,6 +391,7 @@ RunSpec parse_run(const TableReader& r) {
     if (run.progress != "none" && run.progress != "ffmpeg" && run.progress != "lines") {
         r.fail_at("progress", fmt::format("'{}' is not one of none, ffmpeg, lines", run.progress));
     }
+    if (!run.program.empty()) run.steps.push_back(RunStep{"convert", run.program, run.args});
     return run;
 }
 

@@ -28,7 +28,16 @@ struct ParamSpec {
     nlohmann::json default_value;  // null when the param has no default
 };
 
+// One program run of a converter; a converter runs its steps in order in one work directory.
+struct RunStep {
+    std::string name;               // shown as the job's step while it runs
+    std::string program;
+    std::vector<std::string> args;  // argument template, {placeholders} expanded by the worker
+};
+
 struct RunSpec {
+    // Normalised: a single [run] program/args becomes one step named "convert".
+    std::vector<RunStep> steps;
     std::string program;            // "" for in-process converters (builtin)
     std::string builtin;            // name of an in-process converter, e.g. "noop"
     std::vector<std::string> args;  // argument template, {placeholders} expanded by the worker

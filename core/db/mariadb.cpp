@@ -197,8 +197,10 @@ Result<std::unique_ptr<Connection>> Connection::open(const DatabaseConfig& confi
     mysql_optionsv(handle, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
     mysql_optionsv(handle, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
     mysql_optionsv(handle, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    // Sessions run in UTC so DATETIME(3) values and NOW(3) are UTC everywhere.
-    mysql_optionsv(handle, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
+    // Sessions run in UTC so DATETIME(3) values and NOW(3) are UTC everywhere, and in READ
+    // COMMITTED so the queue's SKIP LOCKED claims take no gap locks.
+    mysql_optionsv(handle, MYSQL_INIT_COMMAND,
+                   "SET time_zone = '+00:00', tx_isolation = 'READ-COMMITTED'");
     const char* socket = config.socket.empty() ? nullptr : config.socket.c_str();
     const char* host = config.socket.empty() ? config.host.c_str() : "localhost";
     unsigned long flags = CLIENT_FOUND_ROWS;

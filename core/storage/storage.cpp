@@ -29,6 +29,30 @@ Result<> make_dir(const fs::path& dir) {
 
 }  // namespace
 
+Result<FileDigest> digest_file(const fs::path& path, std::size_t head_bytes) {
+    util::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd.valid()) return fail_errno("open(" + path.string() + ")", errno);
+    FileDigest digest;
+    util::Sha256 hash;
+    std::string buffer(256 * 1024, '\0');
+    while (true) {
+        ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return fail_errno("read(" + path.string() + ")", errno);
+        }
+        if (n == 0) break;
+        std::string_view chunk(buffer.data(), static_cast<std::size_t>(n));
+        hash.update(chunk);
+        if (digest.head.size() < head_bytes) {
+            digest.head.append(chunk.substr(0, head_bytes - digest.head.size()));
+        }
+        digest.size += static_cast<std::uint64_t>(n);
+    }
+    digest.sha256 = hash.finish_hex();
+    return digest;
+}
+
 std::string_view to_string(Area area) {
     switch (area) {
         case Area::sources: return "sources";
@@ -102,15 +126,29 @@ Result<std::unique_ptr<FileWriter>> Staging::create(const std::string& name) {
     return std::make_unique<FileWriter>(std::move(fd), std::move(path));
 }
 
+Result<> Staging::adopt(const fs::path& file, const std::string& name) {
+    const fs::path target = dir_ / name;
+    if (::rename(file.c_str(), target.c_str()) != 0) {
+        return fail_errno("rename(" + file.string() + ")", errno);
+    }
+    return {};
+}
+
 void Staging::remove(const std::string& name) noexcept {
     std::error_code ec;
     fs::remove(dir_ / name, ec);
 }
 
 Result<> Staging::commit() {
-    if (::rename(dir_.c_str(), final_dir_.c_str()) != 0) {
-        return fail_errno("rename(" + dir_.string() + ")", errno);
+    int rc = ::rename(dir_.c_str(), final_dir_.c_str());
+    if (rc != 0 && (errno == ENOTEMPTY || errno == EEXIST)) {
+        // The final directory is a dead attempt's leftover: replace it.
+        std::error_code ec;
+        fs::remove_all(final_dir_, ec);
+        if (ec) return fail_errno("remove_all(" + final_dir_.string() + ")", ec.value());
+        rc = ::rename(dir_.c_str(), final_dir_.c_str());
     }
+    if (rc != 0) return fail_errno("rename(" + dir_.string() + ")", errno);
     committed_ = true;
     return sync_directory(final_dir_.parent_path());
 }

@@ -50,9 +50,12 @@ public:
 
     // `name` must already be sanitised (a single safe path component).
     [[nodiscard]] Result<std::unique_ptr<FileWriter>> create(const std::string& name);
+    // Moves an existing file (same file system) into the staging area as `name`.
+    [[nodiscard]] Result<> adopt(const std::filesystem::path& file, const std::string& name);
     // Removes one staged file (e.g. rejected by type checking).
     void remove(const std::string& name) noexcept;
-    // Renames the staging directory to its final place and syncs the parent directory.
+    // Renames the staging directory to its final place and syncs the parent directory. An
+    // existing final directory (left by an attempt that died before recording) is replaced.
     [[nodiscard]] Result<> commit();
     // Undoes a commit (the row could not be recorded): removes the final directory.
     void discard_committed() noexcept;
@@ -92,6 +95,14 @@ public:
 private:
     std::filesystem::path root_;
 };
+
+struct FileDigest {
+    std::uint64_t size = 0;
+    std::string sha256;
+    std::string head;  // the first bytes, for type detection
+};
+// Reads the file once: size, SHA-256 and its first `head_bytes` bytes.
+Result<FileDigest> digest_file(const std::filesystem::path& path, std::size_t head_bytes);
 
 // Percent-encodes everything but unreserved characters (RFC 3986).
 std::string percent_encode(std::string_view text);

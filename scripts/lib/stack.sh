@@ -101,20 +101,33 @@ pid_files_from_this_boot() {
 # start_process NAME COMMAND...: runs COMMAND in the background in a session of its own, so
 # that Ctrl-C in the terminal reaches only the script (which then stops the stack in order) and
 # a --background stack survives the terminal; its pid goes to run/NAME.pid, its output to
-# log/NAME.log. Non-interactive bash does not make background jobs group leaders, so setsid
-# does not fork and $! is the process itself.
+# log/NAME.log.
+KILN_STARTED=()
 start_process() {
     local name=$1
     shift
-    setsid "$@" </dev/null >>"$KILN_VAR/log/$name.log" 2>&1 9>&- &
+    run_detached "$@" </dev/null >>"$KILN_VAR/log/$name.log" 2>&1 9>&- &
     printf '%s\n' "$!" >"$KILN_VAR/run/$name.pid"
+    KILN_STARTED+=("$name")
+}
+
+# Execs COMMAND in a new session; meant to run as a background job (`run_detached ... &`), whose
+# pid is then COMMAND's own: non-interactive bash does not make a background job a group leader,
+# so setsid does not need to fork. bash starts background jobs with SIGINT and SIGQUIT ignored,
+# and an ignored signal stays ignored across exec down to every grandchild (a converter, a
+# test's server): restore the defaults first.
+run_detached() {
+    trap - INT QUIT
+    exec setsid "$@"
 }
 
 show_log_tail() {
     local file=$KILN_VAR/log/$1.log
     [[ -f $file ]] || return 0
-    printf -- '--- last lines of %s:\n' "$file" >&2
-    tail -n "${2:-25}" "$file" >&2
+    {
+        printf -- '--- last lines of %s:\n' "$file"
+        tail -n "${2:-25}" "$file"
+    } >&2 2>/dev/null || true
 }
 
 # Dies with the process's log when it has exited: check_running NAME.
@@ -224,20 +237,18 @@ stack_state() {
     fi
 }
 
-# Returns once one of the stack's processes exits (naming it), or when a trapped signal
-# interrupts the wait: the foreground mode of scripts/run. The processes are this shell's
-# children, so `wait -n` blocks on their exit instead of polling.
+# Returns once one of the processes this script started exits (naming it), or when a trapped
+# signal interrupts the wait: the foreground mode of scripts/run. The processes are this
+# shell's children, so `wait -n` blocks on their exit instead of polling. A missing pid file
+# counts as an exit: mariadbd removes its own when it shuts down.
 wait_for_any_exit() {
-    local f name pid
-    local status
+    local name pid status
     while :; do
         status=0
         wait -n 2>/dev/null || status=$?
         # 127: no child to wait for (not expected here); do not spin.
         ((status != 127)) || sleep 1
-        for f in "$KILN_VAR"/run/*.pid; do
-            [[ -e $f ]] || continue
-            name=$(basename "$f" .pid)
+        for name in "${KILN_STARTED[@]}"; do
             if ! pid=$(pid_of "$name") || ! proc_alive "$pid"; then
                 show_log_tail "$name"
                 log "$name exited (log: $KILN_VAR/log/$name.log)"

@@ -1,0 +1,40 @@
+#pragma once
+// Turning a converter's argument template into an argument vector. Values come only from
+// validated params and from paths the worker chose, and each becomes exactly one argument:
+// nothing is ever split or interpreted by a shell.
+//
+// Template syntax, per argument:
+//   {input}            absolute path of the first source file
+//   {output:STEM}      absolute path of the declared output whose name starts with "STEM."
+//   {NAME}             the value of param NAME (string, integer or true/false)
+//   {?NAME}rest        "rest" (expanded) only when param NAME has a value, else no argument
+//   {?NAME=VALUE}rest  "rest" only when param NAME equals VALUE
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/result.hpp"
+
+namespace kiln::converters {
+
+struct ExpansionContext {
+    nlohmann::json params;                       // validated, normalised
+    std::filesystem::path input;                 // first source
+    std::filesystem::path workdir;               // outputs are written here
+    std::vector<std::string> outputs;            // declared outputs, already expanded
+};
+
+// Expands one output name template ("video.{format}") with the params. Fails with
+// invalid_request on an unknown placeholder or a value that would not be a plain file name.
+Result<std::string> expand_output_name(const std::string& name_template,
+                                       const nlohmann::json& params);
+
+// Expands a whole argument template. Fails with config on an unknown placeholder or an
+// unterminated brace (a broken definition, not bad client input).
+Result<std::vector<std::string>> expand_args(const std::vector<std::string>& args_template,
+                                             const ExpansionContext& ctx);
+
+}  // namespace kiln::converters

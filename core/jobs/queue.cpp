@@ -1,0 +1,212 @@
+#include "core/jobs/queue.hpp"
+
+#include <algorithm>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "core/util/crypto.hpp"
+
+namespace kiln::jobs {
+namespace {
+
+constexpr int max_claim_batch = 64;
+constexpr int max_transaction_tries = 5;
+
+// "?, ?, ?" for an IN list of n binds; each size is its own prepared statement.
+std::string placeholders(std::size_t n) {
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
+    return out;
+}
+
+std::string join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& s : items) {
+        if (!out.empty()) out += ',';
+        out += s;
+    }
+    return out;
+}
+
+// Runs `body` in a transaction, repeating it on deadlock or lock wait timeout.
+template <typename Body>
+auto in_transaction(db::Connection& conn, Body&& body) -> decltype(body()) {
+    for (int attempt = 1;; ++attempt) {
+        if (auto r = conn.begin(); !r) return std::unexpected(r.error());
+        auto result = body();
+        if (result) {
+            if (auto c = conn.commit(); c) return result;
+            else result = std::unexpected(c.error());
+        }
+        conn.rollback();
+        if (!db::is_retryable(result.error()) || attempt >= max_transaction_tries) return result;
+    }
+}
+
+Result<std::vector<ClaimedJob>> claim_once(db::Connection& conn, const ClaimRequest& request) {
+    const std::string types = join(request.types);
+    auto rows = conn.query(
+        "SELECT seq, id, owner, type, params, attempts, max_attempts FROM jobs "
+        "WHERE status = 'pending' AND run_at <= NOW(3) AND (? = '' OR FIND_IN_SET(type, ?) > 0) "
+        "ORDER BY priority DESC, run_at, seq LIMIT ? FOR UPDATE SKIP LOCKED",
+        {types, types, std::int64_t{std::clamp(request.max_jobs, 1, max_claim_batch)}});
+    if (!rows) return std::unexpected(rows.error());
+    std::vector<ClaimedJob> jobs;
+    if (rows->empty()) return jobs;
+
+    const std::string lease = util::sha256_hex(util::random_bytes(16)).substr(0, 32);
+    std::vector<db::Value> binds = {request.worker, lease,
+                                    std::int64_t{request.lease.count()}};
+    for (const auto& row : *rows) {
+        ClaimedJob job;
+        job.seq = static_cast<std::uint64_t>(row.integer(0));
+        job.id = row.text(1);
+        job.owner = row.text(2);
+        job.type = row.text(3);
+        job.params = nlohmann::json::parse(row.text(4), nullptr, false);
+        job.attempt = static_cast<int>(row.integer(5)) + 1;
+        job.max_attempts = static_cast<int>(row.integer(6));
+        job.lease_token = lease;
+        binds.emplace_back(static_cast<std::int64_t>(job.seq));
+        jobs.push_back(std::move(job));
+    }
+    const std::string update = fmt::format(
+        "UPDATE jobs SET status = 'running', worker = ?, lease_token = ?, "
+        "lease_expires_at = NOW(3) + INTERVAL ? SECOND, attempts = attempts + 1, progress = 0, "
+        "step = NULL, started_at = COALESCE(started_at, NOW(3)), updated_at = NOW(3) "
+        "WHERE seq IN ({})",
+        placeholders(jobs.size()));
+    auto stmt = conn.prepare(update);
+    if (!stmt) return std::unexpected(stmt.error());
+    if (auto r = (*stmt)->execute(binds); !r) return std::unexpected(r.error());
+
+    const std::string files_sql = fmt::format(
+        "SELECT job_seq, name, original_name, size, content_type, sha256 FROM job_files "
+        "WHERE kind = 'source' AND job_seq IN ({}) ORDER BY job_seq, created_at, name",
+        placeholders(jobs.size()));
+    auto files_stmt = conn.prepare(files_sql);
+    if (!files_stmt) return std::unexpected(files_stmt.error());
+    std::vector<db::Value> seqs(binds.begin() + 3, binds.end());
+    auto files = (*files_stmt)->query(seqs);
+    if (!files) return std::unexpected(files.error());
+    for (const auto& row : *files) {
+        auto seq = static_cast<std::uint64_t>(row.integer(0));
+        auto it = std::find_if(jobs.begin(), jobs.end(), [&](const auto& j) { return j.seq == seq; });
+        if (it == jobs.end()) continue;
+        FileRecord f;
+        f.name = row.text(1);
+        f.original_name = row.text(2);
+        f.size = static_cast<std::uint64_t>(row.integer(3));
+        f.content_type = row.text(4);
+        f.sha256 = row.text(5);
+        it->sources.push_back(std::move(f));
+    }
+    return jobs;
+}
+
+Result<bool> record_one(db::Connection& conn, const Outcome& o) {
+    const auto seq = static_cast<std::int64_t>(o.seq);
+    Result<std::uint64_t> affected = 0;
+    switch (o.kind) {
+        case Outcome::Kind::completed:
+            affected = conn.execute(
+                "UPDATE jobs SET status = 'completed', progress = 100, step = NULL, error = NULL, "
+                "worker = NULL, lease_token = NULL, lease_expires_at = NULL, "
+                "finished_at = NOW(3), updated_at = NOW(3) "
+                "WHERE seq = ? AND lease_token = ? AND status = 'running'",
+                {seq, o.lease_token});
+            if (!affected) return std::unexpected(affected.error());
+            if (*affected == 0) return false;
+            for (const auto& f : o.results) {
+                auto r = conn.execute(
+                    "INSERT INTO job_files (job_seq, kind, name, original_name, size, "
+                    "content_type, sha256, created_at) VALUES (?, 'result', ?, ?, ?, ?, ?, NOW(3))",
+                    {seq, f.name, f.original_name, static_cast<std::int64_t>(f.size),
+                     f.content_type, f.sha256});
+                if (!r) return std::unexpected(r.error());
+            }
+            return true;
+        case Outcome::Kind::failed:
+            if (!o.permanent && o.attempt < o.max_attempts) {
+                affected = conn.execute(
+                    "UPDATE jobs SET status = 'pending', error = ?, progress = 0, step = NULL, "
+                    "worker = NULL, lease_token = NULL, lease_expires_at = NULL, "
+                    "run_at = NOW(3) + INTERVAL ? MICROSECOND, updated_at = NOW(3) "
+                    "WHERE seq = ? AND lease_token = ? AND status = 'running'",
+                    {o.error, std::int64_t{o.retry_delay.count() * 1000}, seq, o.lease_token});
+            } else {
+                affected = conn.execute(
+                    "UPDATE jobs SET status = 'failed', error = ?, step = NULL, worker = NULL, "
+                    "lease_token = NULL, lease_expires_at = NULL, finished_at = NOW(3), "
+                    "updated_at = NOW(3) WHERE seq = ? AND lease_token = ? AND status = 'running'",
+                    {o.error, seq, o.lease_token});
+            }
+            break;
+        case Outcome::Kind::released:
+            affected = conn.execute(
+                "UPDATE jobs SET status = 'pending', attempts = GREATEST(attempts, 1) - 1, "
+                "progress = 0, step = NULL, worker = NULL, lease_token = NULL, "
+                "lease_expires_at = NULL, updated_at = NOW(3) "
+                "WHERE seq = ? AND lease_token = ? AND status = 'running'",
+                {seq, o.lease_token});
+            break;
+    }
+    if (!affected) return std::unexpected(affected.error());
+    return *affected > 0;
+}
+
+}  // namespace
+
+Result<std::vector<ClaimedJob>> claim_jobs(db::Connection& conn, const ClaimRequest& request) {
+    return in_transaction(conn, [&] { return claim_once(conn, request); });
+}
+
+Result<bool> renew_lease(db::Connection& conn, std::uint64_t seq, const std::string& lease,
+                         std::chrono::seconds lease_length) {
+    auto affected = conn.execute(
+        "UPDATE jobs SET lease_expires_at = NOW(3) + INTERVAL ? SECOND "
+        "WHERE seq = ? AND lease_token = ? AND status = 'running'",
+        {std::int64_t{lease_length.count()}, static_cast<std::int64_t>(seq), lease});
+    if (!affected) return std::unexpected(affected.error());
+    return *affected > 0;
+}
+
+Result<bool> record_progress(db::Connection& conn, std::uint64_t seq, const std::string& lease,
+                             int progress, const std::string& step) {
+    auto affected = conn.execute(
+        "UPDATE jobs SET progress = ?, step = ?, updated_at = NOW(3) "
+        "WHERE seq = ? AND lease_token = ? AND status = 'running'",
+        {std::int64_t{std::clamp(progress, 0, 100)},
+         step.empty() ? db::Value(nullptr) : db::Value(step.substr(0, 128)),
+         static_cast<std::int64_t>(seq), lease});
+    if (!affected) return std::unexpected(affected.error());
+    return *affected > 0;
+}
+
+Result<std::vector<bool>> record_outcomes(db::Connection& conn,
+                                          const std::vector<Outcome>& outcomes) {
+    return in_transaction(conn, [&]() -> Result<std::vector<bool>> {
+        std::vector<bool> applied;
+        applied.reserve(outcomes.size());
+        for (const auto& o : outcomes) {
+            auto r = record_one(conn, o);
+            if (!r) return std::unexpected(r.error());
+            applied.push_back(*r);
+        }
+        return applied;
+    });
+}
+
+std::chrono::milliseconds retry_delay(int attempt, std::chrono::milliseconds base,
+                                      std::chrono::milliseconds cap) {
+    const int doublings = std::clamp(attempt - 1, 0, 20);
+    const std::chrono::milliseconds delay = std::min<std::chrono::milliseconds>(
+        cap, std::chrono::milliseconds(base.count() << doublings));
+    thread_local std::mt19937 rng{std::random_device{}()};
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    return std::chrono::milliseconds(
+        static_cast<std::int64_t>(static_cast<double>(delay.count()) * jitter(rng)));
+}
+
+}  // namespace kiln::jobs

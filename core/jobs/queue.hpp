@@ -1,0 +1,78 @@
+#pragma once
+// The worker's side of the jobs table: claiming due jobs with SELECT ... FOR UPDATE SKIP LOCKED
+// under a lease, and recording what became of them. Every write after the claim is conditional
+// on the lease token it holds (WHERE seq = ? AND lease_token = ?), so a worker whose lease was
+// taken over can never overwrite the new owner's state: those writes report lease_lost.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/db/mariadb.hpp"
+#include "core/jobs/job.hpp"
+#include "core/result.hpp"
+
+namespace kiln::jobs {
+
+struct ClaimedJob {
+    std::uint64_t seq = 0;
+    std::string id;
+    std::string owner;
+    std::string type;
+    nlohmann::json params;
+    int attempt = 1;  // this attempt's number, 1-based
+    int max_attempts = 1;
+    std::string lease_token;
+    std::vector<FileRecord> sources;
+};
+
+struct ClaimRequest {
+    std::string worker;              // recorded on the row
+    std::vector<std::string> types;  // empty: any type
+    int max_jobs = 1;                // at most 64
+    std::chrono::seconds lease{30};
+};
+
+// Claims up to max_jobs due pending jobs in priority order (premium first, then oldest) in one
+// short READ COMMITTED transaction, marking them running under a new lease. Retries deadlocks
+// and lock wait timeouts itself; fails with unavailable when the database is down.
+Result<std::vector<ClaimedJob>> claim_jobs(db::Connection& conn, const ClaimRequest& request);
+
+// Extends the lease; false when it was lost (the job is no longer this worker's).
+Result<bool> renew_lease(db::Connection& conn, std::uint64_t seq, const std::string& lease,
+                         std::chrono::seconds lease_length);
+
+// Progress 0..100 and the current step (bounded to 128 bytes); false when the lease was lost.
+Result<bool> record_progress(db::Connection& conn, std::uint64_t seq, const std::string& lease,
+                             int progress, const std::string& step);
+
+// What became of one attempt.
+struct Outcome {
+    enum class Kind { completed, failed, released };
+    Kind kind = Kind::completed;
+    std::uint64_t seq = 0;
+    std::string id;
+    std::string lease_token;
+    std::vector<FileRecord> results;  // completed
+    std::string error;                // failed: a readable reason with the log tail
+    bool permanent = false;           // failed: retrying cannot help
+    int attempt = 1;
+    int max_attempts = 1;
+    std::chrono::milliseconds retry_delay{0};  // failed with attempts left: back-off
+};
+
+// Records several outcomes in one transaction (one durable commit for the batch). Completed:
+// result rows inserted, status completed. Failed: back to pending after retry_delay while
+// attempts are left and the error is not permanent, else failed for good. Released: back to
+// pending at once, the attempt not counted. Returns, for each outcome in order, whether it was
+// applied (false: the lease was lost and nothing was written for it).
+Result<std::vector<bool>> record_outcomes(db::Connection& conn,
+                                          const std::vector<Outcome>& outcomes);
+
+// Exponential back-off from `base` doubling per attempt, capped, with +-20% jitter.
+std::chrono::milliseconds retry_delay(int attempt, std::chrono::milliseconds base,
+                                      std::chrono::milliseconds cap);
+
+}  // namespace kiln::jobs

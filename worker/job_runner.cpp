@@ -1,0 +1,277 @@
+#include "worker/job_runner.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "core/converters/command.hpp"
+#include "core/converters/progress.hpp"
+#include "core/process/child.hpp"
+
+namespace kiln::worker {
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+void RunningJob::set_progress(int percent, const std::string& step) {
+    std::lock_guard lock(mutex_);
+    if (percent == percent_ && step == step_) return;
+    percent_ = percent;
+    step_ = step;
+    dirty_ = true;
+}
+
+bool RunningJob::take_progress(int& percent, std::string& step) {
+    std::lock_guard lock(mutex_);
+    if (!dirty_) return false;
+    percent = percent_;
+    step = step_;
+    dirty_ = false;
+    return true;
+}
+
+namespace {
+
+constexpr std::size_t max_error_tail = 1500;
+
+// The child's environment: nothing inherited from the daemon, vips in its untrusted-input mode.
+std::vector<std::string> child_environment(const fs::path& workdir) {
+    return {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + workdir.string(),
+            "TMPDIR=" + workdir.string(), "LANG=C.UTF-8", "VIPS_BLOCK_UNTRUSTED=1"};
+}
+
+std::string tail(const std::string& text, std::size_t n) {
+    return text.size() <= n ? text : "..." + text.substr(text.size() - n);
+}
+
+// The media duration from ffprobe, for ffmpeg's progress; 0 when unknown.
+double probe_duration(const fs::path& input, const fs::path& workdir) {
+    process::ChildSpec spec;
+    spec.argv = {"ffprobe", "-v",   "error", "-show_entries", "format=duration",
+                 "-of",     "default=noprint_wrappers=1:nokey=1", input.string()};
+    spec.workdir = workdir;
+    spec.env = child_environment(workdir);
+    spec.timeout = 30s;
+    double duration = 0;
+    spec.on_stdout_line = [&](std::string_view line) {
+        try {
+            duration = std::stod(std::string(line));
+        } catch (const std::exception&) {
+        }
+    };
+    auto outcome = process::run_child(spec);
+    return outcome && outcome->succeeded() ? duration : 0;
+}
+
+class Attempt {
+public:
+    Attempt(const converters::Definition& def, RunningJob& running,
+            const storage::Storage& storage, const RunnerLimits& limits, magic::Detector& magic)
+        : def_(def), running_(running), job_(running.job()), storage_(storage), limits_(limits),
+          magic_(magic) {
+        workdir_ = storage.root() / "tmp" / fmt::format("work-{}-{}", job_.id, job_.attempt);
+        log_file_ = storage.root() / "tmp" / fmt::format("log-{}-{}.log", job_.id, job_.attempt);
+    }
+
+    ~Attempt() {
+        std::error_code ec;
+        fs::remove_all(workdir_, ec);
+        fs::remove(log_file_, ec);
+    }
+
+    // Completed (results staged and published) or an error message for a failed attempt.
+    Result<std::vector<jobs::FileRecord>> run() {
+        std::error_code ec;
+        fs::remove_all(workdir_, ec);
+        if (!fs::create_directories(workdir_, ec) || ec) {
+            return fail_errno("mkdir(" + workdir_.string() + ")", ec.value());
+        }
+        std::vector<std::string> outputs;
+        for (const auto& o : def_.run.outputs) {
+            auto name = converters::expand_output_name(o, job_.params);
+            if (!name) return std::unexpected(name.error());
+            outputs.push_back(*name);
+        }
+        converters::ExpansionContext ctx;
+        ctx.params = job_.params;
+        ctx.workdir = workdir_;
+        ctx.outputs = outputs;
+        if (!job_.sources.empty()) {
+            ctx.input = storage_.path_of(storage::Area::sources, job_.id, job_.sources[0].name);
+        }
+        double duration = 0;
+        if (def_.run.progress == "ffmpeg" && !ctx.input.empty()) {
+            duration = probe_duration(ctx.input, workdir_);
+        }
+
+        const auto deadline = std::chrono::steady_clock::now() + def_.timeout;
+        const auto& steps = def_.run.steps;
+        for (std::size_t i = 0; i < steps.size(); ++i) {
+            auto r = run_step(steps[i], i, steps.size(), ctx, duration, deadline);
+            if (!r) return std::unexpected(r.error());
+        }
+        return publish(outputs);
+    }
+
+    void keep_log() {
+        std::error_code ec;
+        if (!fs::exists(log_file_, ec)) return;
+        fs::path dir = storage_.root() / "logs" / job_.id;
+        fs::create_directories(dir, ec);
+        fs::rename(log_file_, dir / fmt::format("attempt-{}.log", job_.attempt), ec);
+    }
+
+private:
+    Result<> run_step(const converters::RunStep& step, std::size_t index, std::size_t count,
+                      const converters::ExpansionContext& ctx, double duration,
+                      std::chrono::steady_clock::time_point deadline) {
+        auto args = converters::expand_args(step.args, ctx);
+        if (!args) return std::unexpected(args.error());
+        process::ChildSpec spec;
+        spec.argv.push_back(step.program);
+        if (def_.run.progress == "ffmpeg") {
+            for (const char* a : {"-progress", "pipe:1", "-nostats"}) spec.argv.emplace_back(a);
+        }
+        spec.argv.insert(spec.argv.end(), args->begin(), args->end());
+        spec.workdir = workdir_;
+        spec.env = child_environment(workdir_);
+        spec.limits.address_space_bytes = limits_.address_space_bytes;
+        spec.limits.file_size_bytes = limits_.max_output_bytes;
+        spec.limits.open_files = limits_.open_files;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        spec.timeout = std::max(left, std::chrono::milliseconds(1));
+        spec.limits.cpu_seconds =
+            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(def_.timeout).count()) * 2 + 1;
+        spec.log_file = log_file_;
+        spec.max_log_bytes = limits_.max_log_bytes;
+        spec.stop = &running_.stop_flag();
+
+        const int base = static_cast<int>(index * 100 / count);
+        const int span = static_cast<int>(100 / count);
+        running_.set_progress(base, step.name);
+        spec.on_stdout_line = [&](std::string_view line) {
+            if (def_.run.progress == "ffmpeg") {
+                if (auto p = converters::parse_ffmpeg_progress(line, duration)) {
+                    running_.set_progress(std::min(99, base + *p * span / 100), step.name);
+                }
+            } else if (def_.run.progress == "lines") {
+                if (auto p = converters::parse_progress_line(line)) {
+                    running_.set_progress(std::min(99, base + p->percent * span / 100),
+                                          p->step.empty() ? step.name : p->step);
+                }
+            }
+        };
+        auto outcome = process::run_child(spec);
+        if (!outcome) {
+            return fail(ErrorCode::internal,
+                        fmt::format("{}: cannot start {}: {}", step.name, step.program,
+                                    outcome.error().describe()));
+        }
+        if (outcome->succeeded()) return {};
+        std::string reason = outcome->timed_out
+                                 ? fmt::format("timed out after {} s", def_.timeout.count())
+                                 : outcome->describe();
+        return fail(ErrorCode::internal, fmt::format("{}: {} {}\n{}", step.name, step.program,
+                                                     reason, tail(outcome->log_tail,
+                                                                  max_error_tail)));
+    }
+
+    // Moves the outputs into results/{job}/ and describes them; a missing or empty output fails
+    // the attempt.
+    Result<std::vector<jobs::FileRecord>> publish(const std::vector<std::string>& outputs) {
+        std::vector<jobs::FileRecord> results;
+        auto staging = storage_.stage(storage::Area::results, job_.id);
+        if (!staging) return std::unexpected(staging.error());
+        for (const auto& name : outputs) {
+            const fs::path file = workdir_ / name;
+            std::error_code ec;
+            if (!fs::is_regular_file(fs::symlink_status(file, ec)) || fs::file_size(file, ec) == 0) {
+                return fail(ErrorCode::internal,
+                            fmt::format("the converter did not produce {}", name));
+            }
+            auto digest = storage::digest_file(file, magic::head_bytes);
+            if (!digest) return std::unexpected(digest.error());
+            if (auto r = (*staging)->adopt(file, name); !r) return std::unexpected(r.error());
+            jobs::FileRecord record;
+            record.name = name;
+            record.original_name = name;
+            record.size = digest->size;
+            record.sha256 = digest->sha256;
+            record.content_type = magic_.mime_type(digest->head);
+            results.push_back(std::move(record));
+        }
+        if (!results.empty()) {
+            if (auto r = (*staging)->commit(); !r) return std::unexpected(r.error());
+        }
+        return results;
+    }
+
+    const converters::Definition& def_;
+    RunningJob& running_;
+    const jobs::ClaimedJob& job_;
+    const storage::Storage& storage_;
+    const RunnerLimits& limits_;
+    magic::Detector& magic_;
+    fs::path workdir_;
+    fs::path log_file_;
+};
+
+// The in-process test converter: waits sleep_ms (or until stopped), fails when asked to.
+Result<std::vector<jobs::FileRecord>> run_noop(const jobs::ClaimedJob& job, RunningJob& running) {
+    const auto sleep_ms = job.params.value("sleep_ms", 0);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(sleep_ms);
+    while (std::chrono::steady_clock::now() < until && !running.stop_flag()) {
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+            10ms, until - std::chrono::steady_clock::now()));
+    }
+    if (running.stop_flag()) return fail(ErrorCode::internal, "stopped");
+    if (job.params.value("fail", false)) {
+        return fail(ErrorCode::internal, "test.noop was asked to fail");
+    }
+    return std::vector<jobs::FileRecord>{};
+}
+
+}  // namespace
+
+jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& running) {
+    const auto& job = running.job();
+    jobs::Outcome outcome;
+    outcome.seq = job.seq;
+    outcome.id = job.id;
+    outcome.lease_token = job.lease_token;
+    outcome.attempt = job.attempt;
+    outcome.max_attempts = job.max_attempts;
+
+    Result<std::vector<jobs::FileRecord>> result = std::vector<jobs::FileRecord>{};
+    if (def == nullptr) {
+        result = fail(ErrorCode::config, "this worker has no converter named " + job.type);
+    } else if (def->run.builtin == "noop") {
+        result = run_noop(job, running);
+    } else if (def->run.steps.empty()) {
+        result = fail(ErrorCode::config, job.type + " has no [run] section to run");
+    } else {
+        Attempt attempt(*def, running, storage_, limits_, magic_);
+        result = attempt.run();
+        attempt.keep_log();
+    }
+
+    if (running.released()) {
+        outcome.kind = jobs::Outcome::Kind::released;
+    } else if (result) {
+        outcome.kind = jobs::Outcome::Kind::completed;
+        outcome.results = std::move(*result);
+    } else {
+        outcome.kind = jobs::Outcome::Kind::failed;
+        outcome.error = result.error().describe();
+        // A broken definition or a converter this worker lacks cannot heal by retrying here.
+        outcome.permanent = result.error().code == ErrorCode::config ||
+                            result.error().code == ErrorCode::invalid_request;
+        outcome.retry_delay = jobs::retry_delay(job.attempt, std::chrono::seconds(2),
+                                                std::chrono::minutes(5));
+    }
+    return outcome;
+}
+
+}  // namespace kiln::worker

@@ -1,0 +1,276 @@
+#include "worker/worker.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "core/jobs/queue.hpp"
+#include "core/log.hpp"
+#include "core/magic/detector.hpp"
+#include "core/util/systemd.hpp"
+
+namespace kiln::worker {
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string default_name() {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    std::string name = fmt::format("{}-{}", host, getpid());
+    for (char& c : name) {
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') c = '_';
+    }
+    return name;
+}
+
+const char* outcome_name(jobs::Outcome::Kind kind) {
+    switch (kind) {
+        case jobs::Outcome::Kind::completed: return "completed";
+        case jobs::Outcome::Kind::failed: return "failed";
+        case jobs::Outcome::Kind::released: return "released";
+    }
+    return "unknown";
+}
+
+jobs::Outcome released(const jobs::ClaimedJob& job) {
+    jobs::Outcome o;
+    o.kind = jobs::Outcome::Kind::released;
+    o.seq = job.seq;
+    o.id = job.id;
+    o.lease_token = job.lease_token;
+    o.attempt = job.attempt;
+    o.max_attempts = job.max_attempts;
+    return o;
+}
+
+}  // namespace
+
+Worker::Worker(Config config, Catalog catalog)
+    : config_(std::move(config)),
+      name_(config_.worker.name.empty() ? default_name() : config_.worker.name),
+      storage_(config_.storage_root),
+      catalog_(std::make_shared<const Catalog>(std::move(catalog))),
+      session_(config_.database),
+      recorder_(config_.database, config_.worker.lease) {}
+
+Worker::~Worker() = default;
+
+void Worker::reload(Catalog catalog) {
+    std::lock_guard lock(catalog_mutex_);
+    catalog_ = std::make_shared<const Catalog>(std::move(catalog));
+}
+
+void Worker::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_) return;
+        stopping_ = true;
+        stop_deadline_ = Clock::now() + config_.worker.grace;
+    }
+    work_ready_.notify_all();
+    signal_dispatcher();
+}
+
+void Worker::signal_dispatcher() {
+    const std::uint64_t one = 1;
+    if (event_fd_.valid()) [[maybe_unused]] auto n = ::write(event_fd_.get(), &one, sizeof one);
+}
+
+std::vector<std::string> Worker::claimable_types() {
+    std::shared_ptr<const Catalog> catalog;
+    {
+        std::lock_guard lock(catalog_mutex_);
+        catalog = catalog_;
+    }
+    std::vector<std::string> types;
+    for (const auto& [name, def] : *catalog) {
+        const auto& only = config_.worker.types;
+        if (only.empty() || std::find(only.begin(), only.end(), name) != only.end()) {
+            types.push_back(name);
+        }
+    }
+    return types;
+}
+
+Result<> Worker::run() {
+    auto listener = jobs::WakeupListener::open(config_.wakeup_dir, name_);
+    if (!listener) return std::unexpected(listener.error());
+    wakeup_.emplace(std::move(*listener));
+    event_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!event_fd_.valid()) return fail_errno("eventfd", errno);
+    if (auto r = storage_.ensure_layout(); !r) return r;
+
+    // Every slot's detector is opened up front so a missing magic database fails start-up.
+    std::vector<std::unique_ptr<magic::Detector>> detectors;
+    for (unsigned i = 0; i < config_.worker.slots; ++i) {
+        auto d = magic::Detector::open();
+        if (!d) return std::unexpected(d.error());
+        detectors.push_back(std::move(*d));
+    }
+    recorder_.start();
+    std::vector<std::thread> slots;
+    for (auto& d : detectors) {
+        slots.emplace_back([this, &d] {
+            JobRunner runner(storage_, RunnerLimits{}, *d);
+            while (true) {
+                std::shared_ptr<RunningJob> job;
+                {
+                    std::unique_lock lock(mutex_);
+                    work_ready_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+                    if (queue_.empty()) return;
+                    job = std::move(queue_.front());
+                    queue_.pop_front();
+                    ++busy_;
+                }
+                std::shared_ptr<const Catalog> catalog;
+                {
+                    std::lock_guard lock(catalog_mutex_);
+                    catalog = catalog_;
+                }
+                auto it = catalog->find(job->job().type);
+                const auto started = Clock::now();
+                jobs::Outcome outcome = runner.run(it == catalog->end() ? nullptr : &it->second, *job);
+                const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    Clock::now() - started)
+                                    .count();
+                nlohmann::json fields = {{"job", job->job().id},
+                                         {"type", job->job().type},
+                                         {"attempt", job->job().attempt},
+                                         {"ms", ms},
+                                         {"outcome", outcome_name(outcome.kind)}};
+                if (!outcome.error.empty()) fields["error"] = outcome.error.substr(0, 300);
+                log::info("job finished", std::move(fields));
+                recorder_.submit(std::move(outcome));
+                {
+                    std::lock_guard lock(mutex_);
+                    --busy_;
+                    active_.erase(job->job().seq);
+                }
+                signal_dispatcher();
+            }
+        });
+    }
+
+    log::info("kiln-worker ready", {{"worker", name_},
+                                    {"slots", config_.worker.slots},
+                                    {"types", claimable_types()}});
+    util::notify("READY=1");
+    dispatch_loop();
+
+    work_ready_.notify_all();
+    for (auto& t : slots) t.join();
+    recorder_.finish(10s);
+    log::info("kiln-worker stopped", {{"worker", name_}});
+    return {};
+}
+
+void Worker::claim(std::size_t wanted) {
+    // Outside the lock: claiming is a database round trip.
+    auto conn = session_.get();
+    if (!conn) {
+        throw std::runtime_error(conn.error().describe());
+    }
+    jobs::ClaimRequest request;
+    request.worker = name_;
+    request.types = claimable_types();
+    request.max_jobs = static_cast<int>(std::min<std::size_t>(wanted, 64));
+    request.lease = config_.worker.lease;
+    if (request.types.empty()) return;
+    auto claimed = jobs::claim_jobs(**conn, request);
+    if (!claimed) {
+        session_.note(claimed.error());
+        throw std::runtime_error(claimed.error().describe());
+    }
+    std::lock_guard lock(mutex_);
+    for (auto& job : *claimed) {
+        auto running = std::make_shared<RunningJob>(std::move(job));
+        recorder_.track(running);
+        active_[running->job().seq] = running;
+        queue_.push_back(std::move(running));
+        work_ready_.notify_one();
+    }
+}
+
+void Worker::dispatch_loop() {
+    const auto poll_min = config_.worker.poll_min;
+    const auto poll_max = config_.worker.poll_max;
+    const auto watchdog = util::watchdog_interval();
+    auto last_watchdog = Clock::now();
+    auto interval = poll_min;
+    const std::size_t capacity = config_.worker.slots + config_.worker.prefetch;
+
+    while (true) {
+        std::size_t free = 0;
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) {
+                // Jobs claimed but not started go straight back.
+                for (auto& job : queue_) {
+                    active_.erase(job->job().seq);
+                    recorder_.submit(released(job->job()));
+                }
+                queue_.clear();
+                if (Clock::now() >= stop_deadline_) {
+                    for (auto& [seq, job] : active_) job->stop(/*release=*/true);
+                }
+                if (busy_ == 0) return;
+            } else {
+                free = capacity - std::min(capacity, busy_ + queue_.size());
+            }
+        }
+
+        std::chrono::milliseconds timeout = poll_max;
+        if (free > 0) {
+            std::size_t before = 0;
+            {
+                std::lock_guard lock(mutex_);
+                before = queue_.size() + busy_;
+            }
+            try {
+                claim(free);
+                std::size_t after = 0;
+                {
+                    std::lock_guard lock(mutex_);
+                    after = queue_.size() + busy_;
+                }
+                if (after > before) {
+                    interval = poll_min;
+                    continue;  // more may be waiting: claim again at once while slots are free
+                }
+                interval = std::min(poll_max, interval * 2);
+            } catch (const std::runtime_error& e) {
+                log::warning("cannot claim jobs", {{"worker", name_}, {"error", e.what()}});
+                interval = std::min<std::chrono::milliseconds>(std::max(interval * 2, 1000ms), 5s);
+            }
+            timeout = interval;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) timeout = std::min<std::chrono::milliseconds>(timeout, 100ms);
+        }
+        if (watchdog) timeout = std::min(timeout, *watchdog);
+
+        pollfd fds[2] = {{wakeup_->fd(), POLLIN, 0}, {event_fd_.get(), POLLIN, 0}};
+        ::poll(fds, 2, static_cast<int>(timeout.count()));
+        if (fds[0].revents & POLLIN) {
+            wakeup_->drain();
+            interval = poll_min;
+        }
+        if (fds[1].revents & POLLIN) {
+            std::uint64_t count = 0;
+            [[maybe_unused]] auto n = ::read(event_fd_.get(), &count, sizeof count);
+        }
+        if (watchdog && Clock::now() - last_watchdog >= *watchdog) {
+            util::notify("WATCHDOG=1");
+            last_watchdog = Clock::now();
+        }
+    }
+}
+
+}  // namespace kiln::worker
