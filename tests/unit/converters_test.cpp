@@ -121,7 +121,7 @@ TEST(ShippedConverters, AllShippedDefinitionsLoad) {
         ASSERT_TRUE(defs->contains(name)) << name;
         const Definition& def = defs->at(name);
         EXPECT_EQ(def.source.filename(), std::string(name) + ".toml");
-        EXPECT_FALSE(def.run.program.empty()) << name;
+        EXPECT_FALSE(def.run.steps.empty()) << name;
         EXPECT_FALSE(def.run.outputs.empty()) << name;
     }
 }
