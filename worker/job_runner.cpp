@@ -100,9 +100,14 @@ public:
         if (!job_.sources.empty()) {
             ctx.input = storage_.path_of(storage::Area::sources, job_.id, job_.sources[0].name);
         }
+        bool wants_duration = def_.run.progress == "ffmpeg";
+        for (const auto& step : def_.run.steps) {
+            wants_duration = wants_duration || converters::needs_duration(step.args);
+        }
         double duration = 0;
-        if (def_.run.progress == "ffmpeg" && !ctx.input.empty()) {
+        if (wants_duration && !ctx.input.empty()) {
             duration = probe_duration(ctx.input, workdir_);
+            ctx.duration = duration;
         }
 
         const auto deadline = std::chrono::steady_clock::now() + def_.timeout;

@@ -21,12 +21,18 @@ int main(int argc, char** argv) {
     std::optional<unsigned> slots;
     std::optional<std::string> types;
     std::optional<std::string> name;
+    std::optional<unsigned> grace;
+    std::optional<unsigned> prefetch;
     cli.add_option("-c,--config", config_path,
                    "config file (default $KILN_CONFIG or /etc/kiln/kiln.toml)");
     cli.add_option("--slots", slots, "jobs run at once (overrides worker.slots)")
         ->check(CLI::Range(1, 256));
     cli.add_option("--types", types, "comma-separated converter names to run (default: all)");
     cli.add_option("--name", name, "worker name recorded on claimed jobs (default host-pid)");
+    cli.add_option("--grace-seconds", grace,
+                   "time running jobs get to finish after SIGTERM (overrides worker.grace_seconds)");
+    cli.add_option("--prefetch", prefetch, "jobs claimed ahead of free slots (worker.prefetch)")
+        ->check(CLI::Range(0, 256));
     CLI11_PARSE(cli, argc, argv);
 
     auto config = load_config(config_path);
@@ -36,6 +42,8 @@ int main(int argc, char** argv) {
     }
     if (slots) config->worker.slots = *slots;
     if (name) config->worker.name = *name;
+    if (grace) config->worker.grace = std::chrono::seconds(*grace);
+    if (prefetch) config->worker.prefetch = *prefetch;
     if (types) {
         config->worker.types.clear();
         std::stringstream list(*types);

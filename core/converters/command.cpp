@@ -1,6 +1,16 @@
 #include "core/converters/command.hpp"
 
+#include <fmt/format.h>
+
 namespace kiln::converters {
+
+bool needs_duration(const std::vector<std::string>& args_template) {
+    for (const auto& arg : args_template) {
+        if (arg.find("{seek:") != std::string::npos) return true;
+    }
+    return false;
+}
+
 namespace {
 
 std::string param_text(const nlohmann::json& value) {
@@ -42,6 +52,15 @@ Result<std::string> substitute(const std::string& text, const ExpansionContext& 
                 }
             }
             if (!found) return fail(ErrorCode::config, "no declared output for {" + name + "}");
+        } else if (name.starts_with("seek:")) {
+            double seconds = 0;
+            try {
+                seconds = std::stod(name.substr(5));
+            } catch (const std::exception&) {
+                return fail(ErrorCode::config, "{" + name + "} needs a number of seconds");
+            }
+            if (ctx.duration > 0) seconds = std::min(seconds, ctx.duration / 2);
+            out += fmt::format("{:.3f}", seconds);
         } else if (has_param(ctx.params, name)) {
             out += param_text(ctx.params[name]);
         } else {

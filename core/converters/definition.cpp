@@ -602,6 +602,13 @@ Result<Definition> load_definition(const std::filesystem::path& file) {
         const toml::table doc = toml::parse(*content, file_name);
         Definition def = parse_definition(file_name, doc);
         def.source = file;
+        // A relative program path with a '/' ("bin/tool") is relative to the definition's own
+        // directory, so a converter can ship its helper program beside it.
+        for (auto& step : def.run.steps) {
+            if (step.program.find('/') != std::string::npos && step.program.front() != '/') {
+                step.program = std::filesystem::absolute(file.parent_path() / step.program).string();
+            }
+        }
         return def;
     } catch (const toml::parse_error& e) {
         return fail(ErrorCode::config, fmt::format("{}:{}:{}: {}", file_name, e.source().begin.line,

@@ -350,6 +350,8 @@ start_api() {
 }
 
 # KILN_WORKERS (default 2) workers, once the worker binary exists in the build.
+# KILN_WORKER_CONVERTERS (':'-separated) narrows the definitions these workers load, so tests
+# can keep some converters for workers they start themselves.
 start_workers() {
     local count=${KILN_WORKERS:-2} i
     [[ $count =~ ^[0-9]+$ ]] || die "KILN_WORKERS must be a number, not '$count'"
@@ -360,7 +362,12 @@ start_workers() {
     ((count > 0)) || return 0
     log "starting $count kiln-worker(s)"
     for ((i = 1; i <= count; i++)); do
-        start_process "kiln-worker-$i" "$KILN_WORKER_BIN" --config "$KILN_CONF"
+        if [[ -n ${KILN_WORKER_CONVERTERS:-} ]]; then
+            KILN_CONVERTERS=$KILN_WORKER_CONVERTERS \
+                start_process "kiln-worker-$i" "$KILN_WORKER_BIN" --config "$KILN_CONF"
+        else
+            start_process "kiln-worker-$i" "$KILN_WORKER_BIN" --config "$KILN_CONF"
+        fi
     done
 }
 

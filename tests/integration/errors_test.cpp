@@ -16,7 +16,6 @@ namespace {
 class Errors : public ::testing::Test {
 protected:
     const Stack& stack = Stack::get();
-    const Media& media = Media::get();
     Client client = stack.admin();
 
     // Checks the problem shape and that the request left nothing behind.
@@ -102,7 +101,7 @@ TEST_F(Errors, MalformedJsonIs400) {
 TEST_F(Errors, MissingTypeIs400) {
     const auto rows = stack.job_rows();
     const auto files = stack.files_in("sources").size();
-    auto r = client.post_multipart("/api/v1/jobs", {{"file", "", media.png}});
+    auto r = client.post_multipart("/api/v1/jobs", {{"file", "", media::png()}});
     expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
 }
 
@@ -114,7 +113,7 @@ TEST_F(Errors, ParamsOutsideTheirAllowedValuesAre400) {
                                R"({"a":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]})"}) {
         auto r = client.post_multipart(
             "/api/v1/jobs",
-            {{"type", "video.transcode"}, {"params", params}, {"file", "", media.mp4}});
+            {{"type", "video.transcode"}, {"params", params}, {"file", "", media::mp4()}});
         SCOPED_TRACE(params);
         expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
     }
@@ -125,7 +124,7 @@ TEST_F(Errors, BadPriorityIs400) {
     const auto files = stack.files_in("sources").size();
     auto r = client.post_multipart(
         "/api/v1/jobs",
-        {{"type", "image.thumbnails"}, {"priority", "urgent"}, {"file", "", media.png}});
+        {{"type", "image.thumbnails"}, {"priority", "urgent"}, {"file", "", media::png()}});
     expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
 }
 
@@ -142,8 +141,8 @@ TEST_F(Errors, TooManyFilesIs413) {
     const auto rows = stack.job_rows();
     const auto files = stack.files_in("sources").size();
     auto r = client.post_multipart("/api/v1/jobs", {{"type", "image.thumbnails"},
-                                                    {"a", "", media.png},
-                                                    {"b", "", media.png}});
+                                                    {"a", "", media::png()},
+                                                    {"b", "", media::png()}});
     expect_problem_and_nothing_kept(r, 413, "payload_too_large", rows, files);
 }
 
@@ -156,7 +155,7 @@ TEST_F(Errors, FileOverTheConvertersLimitIs413) {
         if (t["name"] == "image.thumbnails") limit = t["max_upload_bytes"];
     }
     ASSERT_GT(limit, 0u);
-    std::ifstream png(media.png, std::ios::binary);
+    std::ifstream png(media::png(), std::ios::binary);
     std::string head((std::istreambuf_iterator<char>(png)), std::istreambuf_iterator<char>());
     auto big = make_file("big.png", head, limit + 1);
     auto r = client.post_multipart("/api/v1/jobs",
@@ -178,7 +177,7 @@ TEST_F(Errors, PngRenamedMp4Is415WithTheDetectedType) {
     const auto rows = stack.job_rows();
     const auto files = stack.files_in("sources").size();
     auto r = client.post_multipart("/api/v1/jobs", {{"type", "video.transcode"},
-                                                    {"file", "", media.png, "movie.mp4",
+                                                    {"file", "", media::png(), "movie.mp4",
                                                      "video/mp4"}});
     expect_problem_and_nothing_kept(r, 415, "unsupported_media_type", rows, files);
     EXPECT_EQ(r.json()["detected_type"], "image/png");
@@ -196,7 +195,7 @@ TEST_F(Errors, UnknownTypeIs422) {
     const auto rows = stack.job_rows();
     const auto files = stack.files_in("sources").size();
     auto r = client.post_multipart("/api/v1/jobs",
-                                   {{"type", "video.explode"}, {"file", "", media.mp4}});
+                                   {{"type", "video.explode"}, {"file", "", media::mp4()}});
     expect_problem_and_nothing_kept(r, 422, "unknown_type", rows, files);
 }
 

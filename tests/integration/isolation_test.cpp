@@ -12,12 +12,11 @@ namespace {
 
 TEST(OwnerIsolation, AnotherOwnersJobLooksExactlyLikeAMissingOne) {
     const Stack& stack = Stack::get();
-    const Media& media = Media::get();
     Client alice = stack.admin().with_token(stack.create_token("alice"));
     Client bob = stack.admin().with_token(stack.create_token("bob"));
 
     auto created = alice.post_multipart("/api/v1/jobs",
-                                        {{"type", "image.thumbnails"}, {"file", "", media.png}});
+                                        {{"type", "image.thumbnails"}, {"file", "", media::png()}});
     ASSERT_EQ(created.status, 201) << created.body;
     const std::string id = created.json()["id"];
     const std::string name = created.json()["sources"][0]["name"];

@@ -24,7 +24,6 @@ std::string read_file(const std::filesystem::path& path) {
 class JobsApi : public ::testing::Test {
 protected:
     const Stack& stack = Stack::get();
-    const Media& media = Media::get();
     Client client = stack.admin();
 };
 
@@ -53,7 +52,7 @@ TEST_F(JobsApi, TypesListsTheShippedConvertersWithTheirParams) {
 TEST_F(JobsApi, UploadCreatesAPendingJobWithItsSourceRecorded) {
     auto r = client.post_multipart("/api/v1/jobs", {{"type", "image.thumbnails"},
                                                     {"priority", "premium"},
-                                                    {"file", "", media.png, "holiday.png"}});
+                                                    {"file", "", media::png(), "holiday.png"}});
     ASSERT_EQ(r.status, 201) << r.body;
     auto job = r.json();
     EXPECT_EQ(job["status"], "pending");
@@ -65,7 +64,7 @@ TEST_F(JobsApi, UploadCreatesAPendingJobWithItsSourceRecorded) {
     EXPECT_EQ(r.header("location"), "/api/v1/jobs/" + job["id"].get<std::string>());
     ASSERT_EQ(job["sources"].size(), 1u);
     const auto& src = job["sources"][0];
-    const std::string bytes = read_file(media.png);
+    const std::string bytes = read_file(media::png());
     EXPECT_EQ(src["name"], "holiday.png");
     EXPECT_EQ(src["content_type"], "image/png");
     EXPECT_EQ(src["size"], bytes.size());
@@ -82,7 +81,7 @@ TEST_F(JobsApi, UploadCreatesAPendingJobWithItsSourceRecorded) {
 
 TEST_F(JobsApi, DownloadThroughXAccelRedirectIsByteIdenticalToTheUpload) {
     auto r = client.post_multipart("/api/v1/jobs",
-                                   {{"type", "video.transcode"}, {"file", "", media.mp4}});
+                                   {{"type", "video.transcode"}, {"file", "", media::mp4()}});
     ASSERT_EQ(r.status, 201) << r.body;
     const std::string id = r.json()["id"];
     auto list = client.get("/api/v1/jobs/" + id + "/sources");
@@ -93,7 +92,7 @@ TEST_F(JobsApi, DownloadThroughXAccelRedirectIsByteIdenticalToTheUpload) {
 
     auto dl = client.get("/api/v1/jobs/" + id + "/sources/" + name);
     ASSERT_EQ(dl.status, 200);
-    EXPECT_EQ(dl.body, read_file(media.mp4));
+    EXPECT_EQ(dl.body, read_file(media::mp4()));
     EXPECT_EQ(dl.header("content-type"), "video/mp4");
     EXPECT_NE(dl.header("content-disposition").find("clip.mp4"), std::string::npos);
     // The internal redirect target never leaks to the client.
@@ -120,7 +119,7 @@ TEST_F(JobsApi, ListIsNewestFirstAndPagesWithAnOpaqueCursor) {
     std::vector<std::string> ids;
     for (int i = 0; i < 5; ++i) {
         auto r = mine.post_multipart("/api/v1/jobs",
-                                     {{"type", "image.thumbnails"}, {"file", "", media.jpeg}});
+                                     {{"type", "image.thumbnails"}, {"file", "", media::jpeg()}});
         ASSERT_EQ(r.status, 201) << r.body;
         ids.push_back(r.json()["id"]);
     }
@@ -158,11 +157,11 @@ TEST_F(JobsApi, ListRejectsBadFilters) {
 
 TEST_F(JobsApi, PositionInQueueCountsJobsThatRunFirst) {
     auto batch = client.post_multipart(
-        "/api/v1/jobs", {{"type", "image.thumbnails"}, {"priority", "batch"}, {"file", "", media.png}});
+        "/api/v1/jobs", {{"type", "image.thumbnails"}, {"priority", "batch"}, {"file", "", media::png()}});
     ASSERT_EQ(batch.status, 201) << batch.body;
     auto premium = client.post_multipart(
         "/api/v1/jobs",
-        {{"type", "image.thumbnails"}, {"priority", "premium"}, {"file", "", media.png}});
+        {{"type", "image.thumbnails"}, {"priority", "premium"}, {"file", "", media::png()}});
     ASSERT_EQ(premium.status, 201) << premium.body;
     // The later premium job runs before the earlier batch job, so the batch job's position
     // is larger than the premium job's.

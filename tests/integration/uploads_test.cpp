@@ -22,14 +22,13 @@ std::string head_of(const std::filesystem::path& path) {
 class Uploads : public ::testing::Test {
 protected:
     const Stack& stack = Stack::get();
-    const Media& media = Media::get();
     Client client = stack.admin();
 };
 
 TEST_F(Uploads, A300MegabyteUploadKeepsKilnApiUnder64MiBResident) {
     constexpr std::uint64_t size = 300ull * 1024 * 1024;
     // A real MP4 followed by zeros: libmagic still sees video/mp4 from the head.
-    auto big = make_file("big.mp4", head_of(media.mp4), size);
+    auto big = make_file("big.mp4", head_of(media::mp4()), size);
     auto r = client.post_multipart("/api/v1/jobs", {{"type", "video.transcode"}, {"file", "", big}});
     ASSERT_EQ(r.status, 201) << r.body;
     EXPECT_EQ(r.json()["sources"][0]["size"], size);
@@ -48,7 +47,7 @@ TEST_F(Uploads, AClientThatDisconnectsMidUploadLeavesNoRowAndNoFile) {
                        "\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\nvideo.transcode\r\n"
                        "--" + boundary +
                        "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.mp4\"\r\n"
-                       "Content-Type: video/mp4\r\n\r\n" + head_of(media.mp4);
+                       "Content-Type: video/mp4\r\n\r\n" + head_of(media::mp4());
     std::string request = "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " +
                           stack.admin_token +
                           "\r\nContent-Type: multipart/form-data; boundary=" + boundary +
@@ -82,7 +81,7 @@ TEST_F(Uploads, HostileFileNamesAreSanitisedAndKeptAsMetadata) {
     for (const auto& c : cases) {
         SCOPED_TRACE(c.sent);
         auto r = client.post_multipart(
-            "/api/v1/jobs", {{"type", "image.thumbnails"}, {"file", "", media.png, c.sent}});
+            "/api/v1/jobs", {{"type", "image.thumbnails"}, {"file", "", media::png(), c.sent}});
         ASSERT_EQ(r.status, 201) << r.body;
         const auto& src = r.json()["sources"][0];
         EXPECT_EQ(src["name"], c.stored);
@@ -95,8 +94,8 @@ TEST_F(Uploads, HostileFileNamesAreSanitisedAndKeptAsMetadata) {
 
 TEST_F(Uploads, SameNameTwiceInOneJobGetsUniqueNames) {
     std::vector<Part> parts = {{"type", "test.noop"},
-                               {"file", "", media.png, "same.png"},
-                               {"file", "", media.png, "same.png"}};
+                               {"file", "", media::png(), "same.png"},
+                               {"file", "", media::png(), "same.png"}};
     auto r = client.post_multipart("/api/v1/jobs", parts);
     ASSERT_EQ(r.status, 201) << r.body;
     auto sources = r.json()["sources"];

@@ -1,15 +1,18 @@
 #pragma once
-// Media generated at test time with ffmpeg's lavfi sources, once per test process.
+// Media generated at test time with ffmpeg's lavfi sources, each made on first use (ctest runs
+// every test in its own process, so a test pays only for what it uses).
 
 #include <filesystem>
 
-namespace kiln::test {
+namespace kiln::test::media {
 
-struct Media {
-    std::filesystem::path png;   // 64x48 test pattern
-    std::filesystem::path jpeg;  // 64x48 test pattern
-    std::filesystem::path mp4;   // 2 s 160x120 H.264 test video
-    static const Media& get();
-};
+const std::filesystem::path& png();          // 64x48 test pattern
+const std::filesystem::path& jpeg();         // 64x48 test pattern
+const std::filesystem::path& mp4();          // 2 s 160x120 H.264
+const std::filesystem::path& video5s();      // 5 s 1280x720 H.264 + AAC tone
+const std::filesystem::path& short_video();  // 1 s 320x240 H.264
+const std::filesystem::path& big_png();      // 2000x1500 test pattern
+const std::filesystem::path& small_png();    // 400x300 test pattern
+const std::filesystem::path& wav();          // 3 s 440 Hz tone
 
-}  // namespace kiln::test
+}  // namespace kiln::test::media

@@ -1,0 +1,112 @@
+// The queue across several worker processes: every job runs exactly once, and a worker stopped
+// with SIGTERM hands its job back for another worker to finish. These tests start their own
+// workers for test.controlled, a converter the stack's workers do not load.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "tests/integration/support/http_client.hpp"
+#include "tests/integration/support/jobs.hpp"
+#include "tests/integration/support/processes.hpp"
+#include "tests/integration/support/stack.hpp"
+
+namespace kiln::test {
+namespace {
+
+std::unique_ptr<SpawnedProcess> start_worker(const std::string& name, int slots,
+                                             int grace_seconds = 30) {
+    const Stack& stack = Stack::get();
+    return std::make_unique<SpawnedProcess>(
+        std::vector<std::string>{worker_binary().string(), "--config", stack.config_path.string(),
+                                 "--types", "test.controlled", "--slots", std::to_string(slots),
+                                 "--name", name, "--grace-seconds",
+                                 std::to_string(grace_seconds)},
+        scratch_dir() / (name + ".log"));
+}
+
+// Executions per job id, read from the workers' "job finished" log lines.
+std::map<std::string, int> completed_runs(const std::vector<std::filesystem::path>& logs) {
+    std::map<std::string, int> runs;
+    for (const auto& log : logs) {
+        std::ifstream in(log);
+        for (std::string line; std::getline(in, line);) {
+            auto j = nlohmann::json::parse(line, nullptr, false);
+            if (j.is_object() && j.value("msg", "") == "job finished" &&
+                j.value("outcome", "") == "completed") {
+                ++runs[j.value("job", "")];
+            }
+        }
+    }
+    return runs;
+}
+
+TEST(Queue, FiveHundredJobsAcrossThreeWorkersOfFourSlotsRunExactlyOnceEach) {
+    const Stack& stack = Stack::get();
+    Client client = stack.admin();
+    std::vector<std::unique_ptr<SpawnedProcess>> workers;
+    for (int i = 1; i <= 3; ++i) workers.push_back(start_worker("exactly-once-" + std::to_string(i), 4));
+
+    std::vector<std::string> ids;
+    for (int i = 0; i < 500; ++i) {
+        auto r = client.post_json("/api/v1/jobs", R"({"type":"test.controlled"})");
+        ASSERT_EQ(r.status, 201) << r.body;
+        ids.push_back(r.json()["id"]);
+    }
+    for (const auto& id : ids) {
+        auto w = watch_job(client, id, std::chrono::seconds(60));
+        ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+    }
+    std::vector<std::filesystem::path> logs;
+    for (auto& w : workers) {
+        EXPECT_EQ(w->stop(SIGTERM), 0);
+        logs.push_back(w->log());
+    }
+    auto runs = completed_runs(logs);
+    int once = 0, twice = 0;
+    for (const auto& id : ids) {
+        if (runs[id] == 1) ++once;
+        if (runs[id] > 1) ++twice;
+    }
+    std::cout << "created 500, ran once " << once << ", ran more than once " << twice << "\n";
+    EXPECT_EQ(once, 500);
+    EXPECT_EQ(twice, 0);
+}
+
+TEST(Queue, SigtermDuringALongJobReturnsItToPendingAndAnotherWorkerCompletesIt) {
+    const Stack& stack = Stack::get();
+    Client client = stack.admin();
+    auto first = start_worker("sigterm-first", 1, /*grace_seconds=*/0);
+
+    auto r = client.post_json("/api/v1/jobs",
+                              R"({"type":"test.controlled","params":{"sleep_ms":4000}})");
+    ASSERT_EQ(r.status, 201) << r.body;
+    const std::string id = r.json()["id"];
+    // Wait until the first worker runs it.
+    nlohmann::json job;
+    for (int i = 0; i < 200; ++i) {
+        job = client.get("/api/v1/jobs/" + id).json();
+        if (job["status"] == "running") break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ASSERT_EQ(job["status"], "running") << job.dump();
+
+    EXPECT_EQ(first->stop(SIGTERM), 0);
+    job = client.get("/api/v1/jobs/" + id).json();
+    EXPECT_EQ(job["status"], "pending") << job.dump();
+    EXPECT_EQ(job["attempts"], 0) << "a shutdown does not count as an attempt";
+
+    auto second = start_worker("sigterm-second", 1);
+    auto w = watch_job(client, id, std::chrono::seconds(30));
+    EXPECT_EQ(w.job["status"], "completed") << w.job.dump();
+    EXPECT_EQ(w.job["attempts"], 1);
+    EXPECT_EQ(second->stop(SIGTERM), 0);
+    EXPECT_EQ(completed_runs({second->log()})[id], 1);
+    EXPECT_EQ(completed_runs({first->log()})[id], 0);
+}
+
+}  // namespace
+}  // namespace kiln::test

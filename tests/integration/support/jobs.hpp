@@ -1,0 +1,28 @@
+#pragma once
+// Following jobs from a test: poll until a job settles, recording the progress seen on the way.
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/support/http_client.hpp"
+
+namespace kiln::test {
+
+struct Watched {
+    nlohmann::json job;             // the last state read
+    std::vector<int> progress;      // every distinct progress value seen, in order
+    std::vector<std::string> steps;  // every distinct step seen, in order
+};
+
+// Polls GET /api/v1/jobs/{id} every 50 ms until the job is completed, failed or cancelled, or
+// `timeout` passes (then job holds the last state, whatever it is).
+Watched watch_job(const Client& client, const std::string& id,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
+// ffprobe's JSON (streams and format) for a file.
+nlohmann::json probe(const std::string& path);
+
+}  // namespace kiln::test

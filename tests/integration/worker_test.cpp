@@ -1,0 +1,207 @@
+// kiln-worker end to end: real ffmpeg and vips on generated media through nginx, failures with
+// their reasons, progress as clients see it.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/integration/support/http_client.hpp"
+#include "tests/integration/support/jobs.hpp"
+#include "tests/integration/support/media.hpp"
+#include "tests/integration/support/stack.hpp"
+
+namespace kiln::test {
+namespace {
+
+class Worker : public ::testing::Test {
+protected:
+    const Stack& stack = Stack::get();
+    Client client = stack.admin();
+
+    std::string create(const std::vector<Part>& parts) {
+        auto r = client.post_multipart("/api/v1/jobs", parts);
+        EXPECT_EQ(r.status, 201) << r.body;
+        return r.json().value("id", "");
+    }
+
+    std::string create_json(const std::string& body) {
+        auto r = client.post_json("/api/v1/jobs", body);
+        EXPECT_EQ(r.status, 201) << r.body;
+        return r.json().value("id", "");
+    }
+
+    // Downloads a result through nginx into the scratch directory.
+    std::filesystem::path download(const std::string& id, const std::string& name) {
+        auto r = client.get("/api/v1/jobs/" + id + "/results/" + name);
+        EXPECT_EQ(r.status, 200) << r.body;
+        auto path = scratch_dir() / (id + "-" + name);
+        std::ofstream(path, std::ios::binary) << r.body;
+        return path;
+    }
+
+    static std::map<std::string, nlohmann::json> results_by_name(const nlohmann::json& job) {
+        std::map<std::string, nlohmann::json> out;
+        for (const auto& r : job["results"]) out[r["name"]] = r;
+        return out;
+    }
+};
+
+bool rises(const std::vector<int>& values) {
+    return std::is_sorted(values.begin(), values.end());
+}
+
+bool has_intermediate(const std::vector<int>& values) {
+    return std::any_of(values.begin(), values.end(), [](int p) { return p > 0 && p < 100; });
+}
+
+TEST_F(Worker, VideoTranscodeToWebmShowsRisingProgressAndGivesVp9AndOpus) {
+    const auto id = create({{"type", "video.transcode"},
+                            {"params", R"({"format":"webm"})"},
+                            {"file", "", media::video5s()}});
+    auto w = watch_job(client, id);
+    ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+    EXPECT_EQ(w.job["progress"], 100);
+    EXPECT_TRUE(rises(w.progress)) << nlohmann::json(w.progress).dump();
+    EXPECT_TRUE(has_intermediate(w.progress)) << nlohmann::json(w.progress).dump();
+    EXPECT_FALSE(w.job["started_at"].is_null());
+    EXPECT_FALSE(w.job["finished_at"].is_null());
+    EXPECT_EQ(w.job["attempts"], 1);
+
+    auto results = results_by_name(w.job);
+    ASSERT_TRUE(results.count("video.webm")) << w.job.dump();
+    EXPECT_EQ(results["video.webm"]["content_type"], "video/webm");
+    auto file = download(id, "video.webm");
+    EXPECT_EQ(std::filesystem::file_size(file), results["video.webm"]["size"].get<std::uint64_t>());
+    auto info = probe(file.string());
+    std::set<std::string> codecs;
+    for (const auto& s : info["streams"]) codecs.insert(s["codec_name"].get<std::string>());
+    EXPECT_TRUE(codecs.count("vp9")) << info.dump();
+    EXPECT_TRUE(codecs.count("opus")) << info.dump();
+    EXPECT_NEAR(std::stod(info["format"]["duration"].get<std::string>()), 5.0, 0.3);
+}
+
+TEST_F(Worker, VideoTranscodeToMp4ScalesToTheRequestedHeightWithFaststart) {
+    const auto id = create({{"type", "video.transcode"},
+                            {"params", R"({"format":"mp4","height":240})"},
+                            {"file", "", media::video5s()}});
+    auto w = watch_job(client, id);
+    ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+    auto file = download(id, "video.mp4");
+    auto info = probe(file.string());
+    for (const auto& s : info["streams"]) {
+        if (s["codec_type"] == "video") {
+            EXPECT_EQ(s["codec_name"], "h264");
+            EXPECT_EQ(s["height"], 240);
+            EXPECT_EQ(s["width"], 426);
+        } else {
+            EXPECT_EQ(s["codec_name"], "aac");
+        }
+    }
+    EXPECT_EQ(info["streams"].size(), 2u);
+    EXPECT_NEAR(std::stod(info["format"]["duration"].get<std::string>()), 5.0, 0.3);
+    // faststart: the index (moov) comes before the media data (mdat).
+    std::ifstream in(file, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_LT(bytes.find("moov"), bytes.find("mdat"));
+}
+
+TEST_F(Worker, VideoThumbnailIsOneJpegFrameEvenForAVideoShorterThanTwoSeconds) {
+    for (const auto* video : {&media::video5s(), &media::short_video()}) {
+        const auto id = create({{"type", "video.thumbnail"}, {"file", "", *video}});
+        auto w = watch_job(client, id);
+        ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+        auto file = download(id, "thumbnail.jpg");
+        auto info = probe(file.string());
+        ASSERT_EQ(info["streams"].size(), 1u);
+        EXPECT_EQ(info["streams"][0]["codec_name"], "mjpeg");
+        EXPECT_LE(info["streams"][0]["width"].get<int>(), 640);
+    }
+}
+
+TEST_F(Worker, ImageThumbnailsHaveTheReferenceSizesAndNeverUpscale) {
+    struct Case {
+        std::filesystem::path image;
+        std::map<std::string, std::pair<int, int>> sizes;
+    };
+    const std::vector<Case> cases = {
+        {media::big_png(),
+         {{"thumbnail.jpg", {150, 150}}, {"medium.jpg", {800, 600}}, {"large.jpg", {1440, 1080}}}},
+        {media::small_png(),
+         {{"thumbnail.jpg", {150, 150}}, {"medium.jpg", {400, 300}}, {"large.jpg", {400, 300}}}},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.image.string());
+        const auto id = create({{"type", "image.thumbnails"}, {"file", "", c.image}});
+        auto w = watch_job(client, id);
+        ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+        auto results = results_by_name(w.job);
+        ASSERT_EQ(results.size(), 3u) << w.job.dump();
+        for (const auto& [name, size] : c.sizes) {
+            EXPECT_EQ(results[name]["content_type"], "image/jpeg");
+            auto info = probe(download(id, name).string());
+            EXPECT_EQ(info["streams"][0]["width"], size.first) << name;
+            EXPECT_EQ(info["streams"][0]["height"], size.second) << name;
+        }
+    }
+}
+
+TEST_F(Worker, AudioTranscodeGivesMp3AndOpus) {
+    for (const auto& [format, codec] :
+         std::vector<std::pair<std::string, std::string>>{{"mp3", "mp3"}, {"ogg", "opus"}}) {
+        const auto id = create({{"type", "audio.transcode"},
+                                {"params", R"({"format":")" + format + R"("})"},
+                                {"file", "", media::wav()}});
+        auto w = watch_job(client, id);
+        ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+        auto info = probe(download(id, "audio." + format).string());
+        EXPECT_EQ(info["streams"][0]["codec_name"], codec);
+        EXPECT_NEAR(std::stod(info["format"]["duration"].get<std::string>()), 3.0, 0.2);
+    }
+}
+
+TEST_F(Worker, ProgressLinesReachTheJobWithTheirStep) {
+    const auto id = create_json(R"({"type":"test.sleep","params":{"ms":2500}})");
+    auto w = watch_job(client, id);
+    ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+    EXPECT_TRUE(rises(w.progress)) << nlohmann::json(w.progress).dump();
+    EXPECT_TRUE(has_intermediate(w.progress)) << nlohmann::json(w.progress).dump();
+    EXPECT_NE(std::find(w.steps.begin(), w.steps.end(), "sleeping"), w.steps.end());
+    auto out = client.get("/api/v1/jobs/" + id + "/results/out.txt");
+    EXPECT_EQ(out.body, "slept 2500 ms\n");
+}
+
+TEST_F(Worker, AConverterThatExitsOneFailsWithItsReason) {
+    auto w = watch_job(client, create_json(R"({"type":"test.fail"})"));
+    ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
+    const std::string error = w.job["error"];
+    EXPECT_NE(error.find("exit status 1"), std::string::npos) << error;
+    EXPECT_NE(error.find("failing on purpose"), std::string::npos) << error;
+    EXPECT_TRUE(w.job["results"].empty());
+}
+
+TEST_F(Worker, AConverterThatRunsPastItsTimeoutFailsWithTimedOut) {
+    const auto started = std::chrono::steady_clock::now();
+    auto w = watch_job(client, create_json(R"({"type":"test.timeout"})"));
+    ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
+    EXPECT_NE(w.job["error"].get<std::string>().find("timed out"), std::string::npos);
+    // 1 s timeout: killed long before the 30 s the program wanted.
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20));
+}
+
+TEST_F(Worker, AConverterThatWritesNoOutputFails) {
+    auto w = watch_job(client, create_json(R"({"type":"test.nooutput"})"));
+    ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
+    EXPECT_NE(w.job["error"].get<std::string>().find("did not produce out.txt"),
+              std::string::npos)
+        << w.job.dump();
+}
+
+TEST_F(Worker, ABuiltinAndASpawnedProgramBothComplete) {
+    for (const char* type : {"test.noop", "test.true"}) {
+        auto w = watch_job(client, create_json(std::string(R"({"type":")") + type + R"("})"));
+        EXPECT_EQ(w.job["status"], "completed") << type << " " << w.job.dump();
+    }
+}
+
+}  // namespace
+}  // namespace kiln::test
