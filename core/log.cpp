@@ -28,9 +28,10 @@ void set_min_level(Level level) { min_level = level; }
 
 void write(Level level, std::string_view msg, nlohmann::json fields) {
     if (level < min_level.load(std::memory_order_relaxed)) return;
-    nlohmann::json line = {{"ts", util::format_rfc3339(util::now_ms())},
-                           {"level", name(level)},
-                           {"msg", msg}};
+    // ts, level and msg first, then the caller's fields: easy to read and to grep.
+    nlohmann::ordered_json line = {{"ts", util::format_rfc3339(util::now_ms())},
+                                   {"level", name(level)},
+                                   {"msg", msg}};
     if (fields.is_object()) {
         for (auto& [k, v] : fields.items()) line[k] = std::move(v);
     }

@@ -12,8 +12,9 @@ KILN_APT_PACKAGES=(
     mariadb-server mariadb-client nginx-light
     # converters
     ffmpeg libvips-tools imagemagick
-    # tests and benchmarks; systemd only for `systemd-analyze verify` of the unit files
-    curl wrk systemd
+    # tests and benchmarks; systemd only for `systemd-analyze verify` of the unit files,
+    # libfcgi-bin for cgi-fcgi (talking FastCGI to a kiln-api without nginx)
+    curl wrk systemd libfcgi-bin
 )
 
 # Prints the packages of KILN_APT_PACKAGES that are not installed, one per line.
