@@ -21,10 +21,11 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "core/result.hpp"
 #include "core/util/fd.hpp"
@@ -36,7 +37,7 @@ using Clock = std::chrono::steady_clock;
 
 // The file lives only for the run: its name is removed when the object goes, whatever happens.
 class TempFile final {
-public:
+  public:
     static kiln::Result<TempFile> create(const fs::path& dir) {
         std::string path = (dir / "fsync-rate-XXXXXX").string();
         int fd = ::mkostemp(path.data(), O_CLOEXEC);
@@ -55,8 +56,9 @@ public:
     [[nodiscard]] int fd() const { return fd_.get(); }
     [[nodiscard]] const std::string& path() const { return path_; }
 
-private:
-    TempFile(kiln::util::UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  private:
+    TempFile(kiln::util::UniqueFd fd, std::string path)
+        : fd_(std::move(fd)), path_(std::move(path)) {}
     kiln::util::UniqueFd fd_;
     std::string path_;
 };
@@ -81,7 +83,8 @@ kiln::Result<Measurement> measure(const TempFile& file, std::size_t bytes, doubl
     auto now = start;
     while (now < deadline) {
         if (offset + static_cast<off_t>(bytes) > wrap_bytes) {
-            if (::ftruncate(file.fd(), 0) != 0) return kiln::fail_errno("ftruncate(" + file.path() + ")", errno);
+            if (::ftruncate(file.fd(), 0) != 0)
+                return kiln::fail_errno("ftruncate(" + file.path() + ")", errno);
             offset = 0;
         }
         const auto before = now;
@@ -96,7 +99,8 @@ kiln::Result<Measurement> measure(const TempFile& file, std::size_t bytes, doubl
             done += static_cast<std::size_t>(n);
         }
         offset += static_cast<off_t>(bytes);
-        if (::fdatasync(file.fd()) != 0) return kiln::fail_errno("fdatasync(" + file.path() + ")", errno);
+        if (::fdatasync(file.fd()) != 0)
+            return kiln::fail_errno("fdatasync(" + file.path() + ")", errno);
         now = Clock::now();
         ++m.syncs;
         m.latencies_ms.push_back(std::chrono::duration<double, std::milli>(now - before).count());
@@ -135,8 +139,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "fsync_rate: %s\n", m.error().describe().c_str());
         return 1;
     }
-    fmt::print("fsync_rate syncs={} seconds={:.3f} syncs_per_s={:.1f} p50_ms={:.3f} p99_ms={:.3f}\n",
-               m->syncs, m->seconds, static_cast<double>(m->syncs) / m->seconds,
-               percentile(m->latencies_ms, 50), percentile(m->latencies_ms, 99));
+    fmt::print(
+        "fsync_rate syncs={} seconds={:.3f} syncs_per_s={:.1f} p50_ms={:.3f} p99_ms={:.3f}\n",
+        m->syncs, m->seconds, static_cast<double>(m->syncs) / m->seconds,
+        percentile(m->latencies_ms, 50), percentile(m->latencies_ms, 99));
     return 0;
 }

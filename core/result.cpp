@@ -17,6 +17,7 @@ std::string_view to_string(ErrorCode code) {
         case ErrorCode::payload_too_large: return "payload_too_large";
         case ErrorCode::unsupported_media_type: return "unsupported_media_type";
         case ErrorCode::unknown_type: return "unknown_type";
+        case ErrorCode::idempotency_mismatch: return "idempotency_mismatch";
         case ErrorCode::unavailable: return "unavailable";
         case ErrorCode::insufficient_storage: return "insufficient_storage";
         case ErrorCode::io: return "io";

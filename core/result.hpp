@@ -20,6 +20,7 @@ enum class ErrorCode {
     payload_too_large,       // 413
     unsupported_media_type,  // 415
     unknown_type,            // 422
+    idempotency_mismatch,    // 422: an Idempotency-Key reused with a different request
     unavailable,             // 503: database or another dependency is down
     insufficient_storage,    // 507
     io,                      // file system error that is not "disk full"

@@ -9,6 +9,8 @@
 #include "core/config.hpp"
 #include "core/db/mariadb.hpp"
 #include "core/db/migrate.hpp"
+#include "core/jobs/control.hpp"
+#include "core/jobs/retention.hpp"
 
 namespace {
 
@@ -43,6 +45,28 @@ int main(int argc, char** argv) {
     revoke_cmd->add_option("token", which, "token id (from 'token list') or the token")->required();
     auto* list_cmd = token_cmd->add_subcommand("list", "list tokens (never their values)");
 
+    auto* cancel_cmd = cli.add_subcommand("cancel", "cancel a pending or running job");
+    std::string cancel_id;
+    cancel_cmd->add_option("id", cancel_id, "job id")->required();
+
+    auto* retry_cmd = cli.add_subcommand(
+        "retry", "put a failed or cancelled job (or failed jobs of a type) back to pending");
+    std::string retry_id, retry_type, failed_since;
+    retry_cmd->add_option("id", retry_id, "job id");
+    retry_cmd->add_option("--type", retry_type, "retry failed jobs of this converter");
+    retry_cmd->add_option("--failed-since", failed_since,
+                          "with --type: that failed within this long (e.g. 1h, 7d)");
+
+    auto* purge_cmd =
+        cli.add_subcommand("purge", "delete old jobs with their files, sweep orphan files");
+    std::string completed_age, failed_age, orphan_age = "1h";
+    std::optional<std::uint64_t> keep_failed;
+    purge_cmd->add_option("--completed-older-than", completed_age, "e.g. 7d");
+    purge_cmd->add_option("--failed-older-than", failed_age, "failed and cancelled jobs, e.g. 30d");
+    purge_cmd->add_option("--keep-failed", keep_failed, "keep the newest N failed jobs anyway");
+    purge_cmd->add_option("--orphans-older-than", orphan_age,
+                          "files without a job row, and staging leftovers (default 1h)");
+
     CLI11_PARSE(cli, argc, argv);
 
     auto config = load_config(config_path);
@@ -59,6 +83,63 @@ int main(int argc, char** argv) {
 
     auto conn = db::Connection::open(config->database);
     if (!conn) return report(conn.error());
+    const jobs::Viewer admin_viewer{"", true};
+    if (*cancel_cmd) {
+        auto r = jobs::cancel_job(**conn, admin_viewer, cancel_id);
+        if (!r) return report(r.error());
+        std::cout << (*r == jobs::CancelResult::cancelled ? "cancelled\n"
+                                                          : "cancelling (its worker stops it)\n");
+        return 0;
+    }
+    if (*retry_cmd) {
+        if (!retry_id.empty() == !retry_type.empty()) {
+            std::cerr << "kilnctl: give either a job id or --type (with --failed-since)\n";
+            return 2;
+        }
+        if (!retry_id.empty()) {
+            if (auto r = jobs::retry_job(**conn, admin_viewer, retry_id); !r) return report(r.error());
+            std::cout << "pending again\n";
+            return 0;
+        }
+        auto window = jobs::parse_duration(failed_since.empty() ? "100w" : failed_since);
+        if (!window) {
+            std::cerr << "kilnctl: --failed-since takes a duration like 90m, 1h, 7d\n";
+            return 2;
+        }
+        auto n = jobs::retry_failed(**conn, retry_type, *window);
+        if (!n) return report(n.error());
+        std::cout << *n << " jobs pending again\n";
+        return 0;
+    }
+    if (*purge_cmd) {
+        jobs::PurgePolicy policy;
+        auto duration = [](const std::string& text, const char* option)
+            -> std::optional<std::optional<std::chrono::seconds>> {
+            if (text.empty()) return std::optional<std::chrono::seconds>{};
+            auto d = jobs::parse_duration(text);
+            if (!d) {
+                std::cerr << "kilnctl: " << option << " takes a duration like 90m, 1h, 7d\n";
+                return std::nullopt;
+            }
+            return std::optional(*d);
+        };
+        auto completed = duration(completed_age, "--completed-older-than");
+        auto failed = duration(failed_age, "--failed-older-than");
+        auto orphans = duration(orphan_age, "--orphans-older-than");
+        if (!completed || !failed || !orphans || !*orphans) return 2;
+        policy.completed_older_than = *completed;
+        policy.failed_older_than = *failed;
+        policy.keep_failed = keep_failed;
+        policy.orphans_older_than = **orphans;
+        auto r = jobs::purge(**conn, storage::Storage(config->storage_root), policy);
+        if (!r) return report(r.error());
+        std::cout << "deleted " << r->completed_deleted << " completed and " << r->failed_deleted
+                  << " failed/cancelled jobs; removed " << r->orphan_dirs_removed
+                  << " orphan directories and " << r->staging_entries_removed
+                  << " staging leftovers; expired " << r->idempotency_keys_expired
+                  << " idempotency keys\n";
+        return 0;
+    }
     if (*create_cmd) {
         auto created = auth::create_token(**conn, owner, admin);
         if (!created) return report(created.error());

@@ -95,6 +95,11 @@ http::Response ApiHandler::route(http::Request& request) {
         if (request.method == "POST") result = create_job(ctx, request);
         else if (get) result = list_jobs(ctx, request);
         else return method_not_allowed("GET, HEAD, POST");
+    } else if (collection == "jobs" && parts.size() == 5 &&
+               (parts[4] == "cancel" || parts[4] == "retry")) {
+        if (request.method != "POST") return method_not_allowed("POST");
+        const std::string id(parts[3]);
+        result = parts[4] == "cancel" ? cancel_job(ctx, id) : retry_job(ctx, id);
     } else if (collection == "jobs" && parts.size() >= 4 && parts.size() <= 6) {
         if (!get) return method_not_allowed("GET, HEAD");
         const std::string id(parts[3]);
@@ -104,6 +109,9 @@ http::Response ApiHandler::route(http::Request& request) {
             auto area = parts[4] == "sources" ? storage::Area::sources : storage::Area::results;
             result = parts.size() == 5 ? list_files(ctx, id, area)
                                        : download_file(ctx, id, area, std::string(parts[5]));
+        } else if (parts[4] == "logs") {
+            result = parts.size() == 5 ? list_logs(ctx, id)
+                                       : download_log(ctx, id, std::string(parts[5]));
         }
     }
     if (result) return std::move(*result);

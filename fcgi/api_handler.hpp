@@ -61,6 +61,10 @@ Result<http::Response> list_jobs(Context& ctx, const http::Request& request);
 Result<http::Response> list_files(Context& ctx, const std::string& id, storage::Area area);
 Result<http::Response> download_file(Context& ctx, const std::string& id, storage::Area area,
                                      const std::string& name);
+Result<http::Response> list_logs(Context& ctx, const std::string& id);
+Result<http::Response> download_log(Context& ctx, const std::string& id, const std::string& name);
+Result<http::Response> cancel_job(Context& ctx, const std::string& id);
+Result<http::Response> retry_job(Context& ctx, const std::string& id);
 http::Response list_types(const AppState& app);
 
 }  // namespace kiln::api

@@ -3,6 +3,7 @@
 // converters without inputs. Nothing is visible until the files are published by rename and the
 // row is committed; any failure before that leaves neither row nor file.
 
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -262,6 +263,43 @@ Result<CreateFields> read_json_request(http::Request& request, const ApiConfig& 
     return fields;
 }
 
+// Printable ASCII, 1..255 bytes (it is stored and compared as given).
+bool valid_idempotency_key(const std::string& key) {
+    if (key.empty() || key.size() > 255) return false;
+    return std::all_of(key.begin(), key.end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
+}
+
+// What makes two creations "the same request": converter, params, priority and the files' names
+// and contents.
+std::string request_fingerprint(const jobs::NewJob& job) {
+    util::Sha256 h;
+    auto field = [&](std::string_view v) {
+        h.update(std::to_string(v.size()));
+        h.update(":");
+        h.update(v);
+    };
+    field(job.type);
+    field(job.params.dump());
+    field(std::to_string(job.priority));
+    for (const auto& f : job.sources) {
+        field(f.original_name);
+        field(f.sha256);
+    }
+    return h.finish_hex();
+}
+
+// The response for a key seen before: the original job (200) or a mismatch (422).
+Result<http::Response> replay(Context& ctx, const jobs::IdempotencyRecord& record,
+                              const std::string& fingerprint) {
+    if (record.request_sha256 != fingerprint) {
+        return fail(ErrorCode::idempotency_mismatch,
+                    "this Idempotency-Key was used with a different request in the last 24 h");
+    }
+    auto original = get_job(ctx, record.job_id);
+    if (original) original->header("Location", "/api/v1/jobs/" + record.job_id);
+    return original;
+}
+
 }  // namespace
 
 Result<http::Response> create_job(Context& ctx, http::Request& request) {
@@ -278,6 +316,11 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     jobs::NewJob job;
     job.id = util::new_job_id();
     job.owner = ctx.viewer.owner;
+    job.idempotency_key = request.idempotency_key;
+    if (!job.idempotency_key.empty() && !valid_idempotency_key(job.idempotency_key)) {
+        return fail(ErrorCode::invalid_request,
+                    "Idempotency-Key must be 1..255 printable ASCII characters");
+    }
 
     CreateFields fields;
     std::vector<UploadedFile> files;
@@ -310,6 +353,14 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     job.max_attempts = static_cast<int>(valid->def->max_attempts);
     for (auto& f : files) job.sources.push_back(std::move(f.record));
 
+    if (!job.idempotency_key.empty()) {
+        job.request_sha256 = request_fingerprint(job);
+        auto seen = jobs::find_idempotency_key(ctx.db, job.owner, job.idempotency_key);
+        if (!seen) return std::unexpected(seen.error());
+        // Seen before: nothing is stored twice (the staged upload is dropped).
+        if (*seen) return replay(ctx, **seen, job.request_sha256);
+    }
+
     // Files first, then the row: a crash in between leaves an orphan directory (swept later),
     // never a row whose files are missing.
     if (staging) {
@@ -318,6 +369,11 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     auto created = jobs::create_job(ctx.db, job);
     if (!created) {
         if (staging) staging->discard_committed();
+        if (created.error().native == "duplicate") {
+            // A concurrent request with the same key won the race.
+            auto seen = jobs::find_idempotency_key(ctx.db, job.owner, job.idempotency_key);
+            if (seen && *seen) return replay(ctx, **seen, job.request_sha256);
+        }
         return std::unexpected(created.error());
     }
     ctx.wakeup.notify();

@@ -1,6 +1,8 @@
 // GET endpoints: one job, the job list, the converter list, file lists and downloads.
 
+#include <algorithm>
 #include <charconv>
+#include <filesystem>
 
 #include "core/http/request.hpp"
 #include "core/storage/storage.hpp"
@@ -111,6 +113,41 @@ Result<http::Response> download_file(Context& ctx, const std::string& id, storag
         return r;
     }
     return fail(ErrorCode::not_found, "no such file");
+}
+
+Result<http::Response> list_logs(Context& ctx, const std::string& id) {
+    auto job = visible_job(ctx, id);
+    if (!job) return std::unexpected(job.error());
+    // Logs are files the workers write per attempt (logs/{job}/attempt-N.log), not rows.
+    nlohmann::json logs = nlohmann::json::array();
+    std::error_code ec;
+    std::vector<std::pair<std::string, std::uint64_t>> found;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(ctx.app.storage.root() / "logs" / job->id, ec)) {
+        if (entry.is_regular_file(ec)) {
+            found.emplace_back(entry.path().filename().string(), entry.file_size(ec));
+        }
+    }
+    std::sort(found.begin(), found.end());
+    for (const auto& [name, size] : found) logs.push_back({{"name", name}, {"size", size}});
+    return http::json_response(200, {{"logs", std::move(logs)}});
+}
+
+Result<http::Response> download_log(Context& ctx, const std::string& id, const std::string& name) {
+    auto job = visible_job(ctx, id);
+    if (!job) return std::unexpected(job.error());
+    std::error_code ec;
+    const bool plain_name = name.find('/') == std::string::npos && !name.starts_with('.');
+    if (!plain_name ||
+        !std::filesystem::is_regular_file(ctx.app.storage.path_of(storage::Area::logs, job->id, name),
+                                          ec)) {
+        return fail(ErrorCode::not_found, "no such log");
+    }
+    http::Response r;
+    r.status = 200;
+    r.header("X-Accel-Redirect", storage::Storage::accel_uri(storage::Area::logs, job->id, name));
+    r.header("Content-Type", "text/plain; charset=utf-8");
+    return r;
 }
 
 http::Response list_types(const AppState& app) {

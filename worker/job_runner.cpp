@@ -64,6 +64,12 @@ double probe_duration(const fs::path& input, const fs::path& workdir) {
     return outcome && outcome->succeeded() ? duration : 0;
 }
 
+// Result files ready to publish: results/{job}/ appears when staging->commit() runs.
+struct Staged {
+    std::vector<jobs::FileRecord> results;
+    std::shared_ptr<storage::Staging> staging;  // null when there are no files
+};
+
 class Attempt {
 public:
     Attempt(const converters::Definition& def, RunningJob& running,
@@ -80,8 +86,9 @@ public:
         fs::remove(log_file_, ec);
     }
 
-    // Completed (results staged and published) or an error message for a failed attempt.
-    Result<std::vector<jobs::FileRecord>> run() {
+    // Completed (results staged, published when the outcome is recorded) or an error message
+    // for a failed attempt.
+    Result<Staged> run() {
         std::error_code ec;
         fs::remove_all(workdir_, ec);
         if (!fs::create_directories(workdir_, ec) || ec) {
@@ -183,10 +190,11 @@ private:
                                                                   max_error_tail)));
     }
 
-    // Moves the outputs into results/{job}/ and describes them; a missing or empty output fails
-    // the attempt.
-    Result<std::vector<jobs::FileRecord>> publish(const std::vector<std::string>& outputs) {
-        std::vector<jobs::FileRecord> results;
+    // Moves the outputs into a staging area for results/{job}/ and describes them; a missing or
+    // empty output fails the attempt.
+    Result<Staged> publish(const std::vector<std::string>& outputs) {
+        Staged staged;
+        auto& results = staged.results;
         auto staging = storage_.stage(storage::Area::results, job_.id);
         if (!staging) return std::unexpected(staging.error());
         for (const auto& name : outputs) {
@@ -207,10 +215,8 @@ private:
             record.content_type = magic_.mime_type(digest->head);
             results.push_back(std::move(record));
         }
-        if (!results.empty()) {
-            if (auto r = (*staging)->commit(); !r) return std::unexpected(r.error());
-        }
-        return results;
+        if (!results.empty()) staged.staging = std::move(*staging);
+        return staged;
     }
 
     const converters::Definition& def_;
@@ -224,7 +230,7 @@ private:
 };
 
 // The in-process test converter: waits sleep_ms (or until stopped), fails when asked to.
-Result<std::vector<jobs::FileRecord>> run_noop(const jobs::ClaimedJob& job, RunningJob& running) {
+Result<Staged> run_noop(const jobs::ClaimedJob& job, RunningJob& running) {
     const auto sleep_ms = job.params.value("sleep_ms", 0);
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(sleep_ms);
     while (std::chrono::steady_clock::now() < until && !running.stop_flag()) {
@@ -235,7 +241,7 @@ Result<std::vector<jobs::FileRecord>> run_noop(const jobs::ClaimedJob& job, Runn
     if (job.params.value("fail", false)) {
         return fail(ErrorCode::internal, "test.noop was asked to fail");
     }
-    return std::vector<jobs::FileRecord>{};
+    return Staged{};
 }
 
 }  // namespace
@@ -249,7 +255,7 @@ jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& runn
     outcome.attempt = job.attempt;
     outcome.max_attempts = job.max_attempts;
 
-    Result<std::vector<jobs::FileRecord>> result = std::vector<jobs::FileRecord>{};
+    Result<Staged> result = Staged{};
     if (def == nullptr) {
         result = fail(ErrorCode::config, "this worker has no converter named " + job.type);
     } else if (def->run.builtin == "noop") {
@@ -262,11 +268,17 @@ jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& runn
         attempt.keep_log();
     }
 
-    if (running.released()) {
+    const auto reason = running.stop_reason();
+    if (reason == RunningJob::StopReason::release) {
         outcome.kind = jobs::Outcome::Kind::released;
+    } else if (reason == RunningJob::StopReason::cancel) {
+        outcome.kind = jobs::Outcome::Kind::cancelled;
     } else if (result) {
         outcome.kind = jobs::Outcome::Kind::completed;
-        outcome.results = std::move(*result);
+        outcome.results = std::move(result->results);
+        if (auto staging = result->staging) {
+            outcome.publish = [staging] { return staging->commit(); };
+        }
     } else {
         outcome.kind = jobs::Outcome::Kind::failed;
         outcome.error = result.error().describe();

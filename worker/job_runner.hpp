@@ -21,14 +21,16 @@ public:
     explicit RunningJob(jobs::ClaimedJob job) : job_(std::move(job)) {}
     const jobs::ClaimedJob& job() const { return job_; }
 
-    // Stops the job: the child process group is killed. `release` puts the job back to pending
-    // (shutdown, lost lease) rather than failing the attempt.
-    void stop(bool release) {
-        release_ = release;
+    enum class StopReason { none, release, cancel };
+
+    // Stops the job: the child process group is killed. release puts the job back to pending
+    // (shutdown, lost lease) without counting the attempt; cancel ends it cancelled.
+    void stop(StopReason reason) {
+        reason_ = reason;
         stop_ = true;
     }
     const std::atomic<bool>& stop_flag() const { return stop_; }
-    bool released() const { return release_; }
+    StopReason stop_reason() const { return reason_; }
 
     void set_progress(int percent, const std::string& step);
     // The progress to write, if it changed since the last call.
@@ -37,7 +39,7 @@ public:
 private:
     jobs::ClaimedJob job_;
     std::atomic<bool> stop_{false};
-    std::atomic<bool> release_{false};
+    std::atomic<StopReason> reason_{StopReason::none};
     std::mutex mutex_;
     int percent_ = 0;
     std::string step_;

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     std::optional<std::string> name;
     std::optional<unsigned> grace;
     std::optional<unsigned> prefetch;
+    std::optional<unsigned> lease;
     cli.add_option("-c,--config", config_path,
                    "config file (default $KILN_CONFIG or /etc/kiln/kiln.toml)");
     cli.add_option("--slots", slots, "jobs run at once (overrides worker.slots)")
@@ -33,6 +34,8 @@ int main(int argc, char** argv) {
                    "time running jobs get to finish after SIGTERM (overrides worker.grace_seconds)");
     cli.add_option("--prefetch", prefetch, "jobs claimed ahead of free slots (worker.prefetch)")
         ->check(CLI::Range(0, 256));
+    cli.add_option("--lease-seconds", lease, "lease length (overrides worker.lease_seconds)")
+        ->check(CLI::Range(2, 3600));
     CLI11_PARSE(cli, argc, argv);
 
     auto config = load_config(config_path);
@@ -44,6 +47,7 @@ int main(int argc, char** argv) {
     if (name) config->worker.name = *name;
     if (grace) config->worker.grace = std::chrono::seconds(*grace);
     if (prefetch) config->worker.prefetch = *prefetch;
+    if (lease) config->worker.lease = std::chrono::seconds(*lease);
     if (types) {
         config->worker.types.clear();
         std::stringstream list(*types);

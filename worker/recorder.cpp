@@ -1,5 +1,6 @@
 #include "worker/recorder.hpp"
 
+#include "core/jobs/control.hpp"
 #include "core/log.hpp"
 
 namespace kiln::worker {
@@ -8,11 +9,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 constexpr auto progress_interval = 250ms;
+constexpr auto cancel_interval = 500ms;
 constexpr std::size_t max_batch = 256;
 }  // namespace
 
-Recorder::Recorder(DatabaseConfig db, std::chrono::seconds lease)
-    : session_(std::move(db)), lease_(lease) {}
+Recorder::Recorder(DatabaseConfig db, std::string worker, std::chrono::seconds lease)
+    : session_(std::move(db)), worker_(std::move(worker)), lease_(lease) {}
 
 Recorder::~Recorder() {
     if (thread_.joinable()) finish(0s);
@@ -51,12 +53,13 @@ std::size_t Recorder::backlog() const {
 
 void Recorder::loop() {
     auto next_progress = Clock::now() + progress_interval;
+    auto next_cancel_check = Clock::now() + cancel_interval;
     auto next_renewal = Clock::now() + lease_ / 3;
     auto backoff = 100ms;
     while (true) {
         {
             std::unique_lock lock(mutex_);
-            wake_.wait_until(lock, std::min(next_progress, next_renewal),
+            wake_.wait_until(lock, std::min({next_progress, next_cancel_check, next_renewal}),
                              [&] { return !outcomes_.empty() || finishing_; });
             if (finishing_ && (outcomes_.empty() || Clock::now() >= give_up_at_)) {
                 if (!outcomes_.empty()) {
@@ -72,8 +75,13 @@ void Recorder::loop() {
             write_progress();
             next_progress = now + progress_interval;
         }
+        if (ok && now >= next_cancel_check) {
+            check_cancellations();
+            next_cancel_check = now + cancel_interval;
+        }
         if (ok && now >= next_renewal) {
             renew_leases();
+            reap();
             next_renewal = now + lease_ / 3;
         }
         if (ok) {
@@ -133,7 +141,7 @@ void Recorder::write_progress() {
             session_.note(r.error());
             return;
         }
-        if (!*r) job->stop(/*release=*/true);  // someone else owns it now
+        if (!*r) job->stop(RunningJob::StopReason::release);  // someone else owns it now
     }
 }
 
@@ -153,9 +161,40 @@ void Recorder::renew_leases() {
         }
         if (!*r) {
             log::warning("lease lost; stopping the job", {{"job", job->job().id}});
-            job->stop(/*release=*/true);
+            job->stop(RunningJob::StopReason::release);
         }
     }
+}
+
+void Recorder::check_cancellations() {
+    {
+        std::lock_guard lock(mutex_);
+        if (running_.empty()) return;
+    }
+    auto conn = session_.get();
+    if (!conn) return;
+    auto seqs = jobs::cancel_requests(**conn, worker_);
+    if (!seqs) {
+        session_.note(seqs.error());
+        return;
+    }
+    std::lock_guard lock(mutex_);
+    for (auto seq : *seqs) {
+        if (auto it = running_.find(seq); it != running_.end()) {
+            it->second->stop(RunningJob::StopReason::cancel);
+        }
+    }
+}
+
+void Recorder::reap() {
+    auto conn = session_.get();
+    if (!conn) return;
+    auto reaped = jobs::reap_expired_leases(**conn);
+    if (!reaped) {
+        session_.note(reaped.error());
+        return;
+    }
+    if (*reaped > 0) log::warning("reaped jobs with expired leases", {{"count", *reaped}});
 }
 
 }  // namespace kiln::worker

@@ -2,7 +2,8 @@
 // The worker's one writer after the claim: it records outcomes in batches (one durable commit
 // for many jobs), writes progress at most every 250 ms per job, and renews the leases of running
 // jobs. While the database is down it keeps everything in memory and retries with back-off, so
-// a job that finished during an outage is recorded once the database is back.
+// a job that finished during an outage is recorded once the database is back. It also watches
+// for cancellations of its jobs (twice a second) and reaps other workers' expired leases.
 
 #include <condition_variable>
 #include <deque>
@@ -21,7 +22,7 @@ namespace kiln::worker {
 
 class Recorder {
 public:
-    Recorder(DatabaseConfig db, std::chrono::seconds lease);
+    Recorder(DatabaseConfig db, std::string worker, std::chrono::seconds lease);
     ~Recorder();
 
     void start();
@@ -38,8 +39,11 @@ private:
     bool record_batch();
     void write_progress();
     void renew_leases();
+    void check_cancellations();
+    void reap();
 
     db::Session session_;
+    std::string worker_;
     std::chrono::seconds lease_;
     mutable std::mutex mutex_;
     std::condition_variable wake_;

@@ -34,6 +34,7 @@ const char* outcome_name(jobs::Outcome::Kind kind) {
         case jobs::Outcome::Kind::completed: return "completed";
         case jobs::Outcome::Kind::failed: return "failed";
         case jobs::Outcome::Kind::released: return "released";
+        case jobs::Outcome::Kind::cancelled: return "cancelled";
     }
     return "unknown";
 }
@@ -57,7 +58,7 @@ Worker::Worker(Config config, Catalog catalog)
       storage_(config_.storage_root),
       catalog_(std::make_shared<const Catalog>(std::move(catalog))),
       session_(config_.database),
-      recorder_(config_.database, config_.worker.lease) {}
+      recorder_(config_.database, name_, config_.worker.lease) {}
 
 Worker::~Worker() = default;
 
@@ -217,7 +218,7 @@ void Worker::dispatch_loop() {
                 }
                 queue_.clear();
                 if (Clock::now() >= stop_deadline_) {
-                    for (auto& [seq, job] : active_) job->stop(/*release=*/true);
+                    for (auto& [seq, job] : active_) job->stop(RunningJob::StopReason::release);
                 }
                 if (busy_ == 0) return;
             } else {

@@ -12,7 +12,8 @@ int status_of(ErrorCode code) {
         case ErrorCode::length_required: return 411;
         case ErrorCode::payload_too_large: return 413;
         case ErrorCode::unsupported_media_type: return 415;
-        case ErrorCode::unknown_type: return 422;
+        case ErrorCode::unknown_type:
+        case ErrorCode::idempotency_mismatch: return 422;
         case ErrorCode::insufficient_storage: return 507;
         case ErrorCode::unavailable:
         case ErrorCode::io:
@@ -26,6 +27,7 @@ std::string_view reason_phrase(int status) {
     switch (status) {
         case 200: return "OK";
         case 201: return "Created";
+        case 202: return "Accepted";
         case 204: return "No Content";
         case 400: return "Bad Request";
         case 401: return "Unauthorized";

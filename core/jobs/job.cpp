@@ -64,6 +64,11 @@ nlohmann::json to_json(const Job& job) {
         {"step", optional_json(job.step)},
         {"attempts", job.attempts},
         {"max_attempts", job.max_attempts},
+        // A failed attempt with attempts left waits for its back-off: when it runs next.
+        {"next_attempt_at", job.status == JobStatus::pending && job.attempts > 0
+                                ? nlohmann::json(job.run_at)
+                                : nlohmann::json(nullptr)},
+        {"cancel_requested", job.cancel_requested},
         {"error", optional_json(job.error)},
         {"position_in_queue", job.position_in_queue ? nlohmann::json(*job.position_in_queue)
                                                     : nlohmann::json(nullptr)},

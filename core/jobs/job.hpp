@@ -48,6 +48,7 @@ struct Job {
     std::optional<std::string> finished_at;
     std::string updated_at;
     std::string run_at;
+    bool cancel_requested = false;
     std::optional<std::int64_t> position_in_queue;  // pending jobs only
     std::vector<FileRecord> sources;
     std::vector<FileRecord> results;

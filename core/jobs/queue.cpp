@@ -105,43 +105,71 @@ Result<std::vector<ClaimedJob>> claim_once(db::Connection& conn, const ClaimRequ
     return jobs;
 }
 
+Result<bool> record_failure(db::Connection& conn, const Outcome& o, const std::string& error) {
+    const auto seq = static_cast<std::int64_t>(o.seq);
+    Result<std::uint64_t> affected = 0;
+    if (!o.permanent && o.attempt < o.max_attempts) {
+        affected = conn.execute(
+            "UPDATE jobs SET status = 'pending', error = ?, progress = 0, step = NULL, "
+            "worker = NULL, lease_token = NULL, lease_expires_at = NULL, "
+            "run_at = NOW(3) + INTERVAL ? MICROSECOND, updated_at = NOW(3) "
+            "WHERE seq = ? AND lease_token = ? AND status = 'running'",
+            {error, std::int64_t{o.retry_delay.count() * 1000}, seq, o.lease_token});
+    } else {
+        affected = conn.execute(
+            "UPDATE jobs SET status = 'failed', error = ?, step = NULL, worker = NULL, "
+            "lease_token = NULL, lease_expires_at = NULL, finished_at = NOW(3), "
+            "updated_at = NOW(3) WHERE seq = ? AND lease_token = ? AND status = 'running'",
+            {error, seq, o.lease_token});
+    }
+    if (!affected) return std::unexpected(affected.error());
+    return *affected > 0;
+}
+
+Result<bool> record_completion(db::Connection& conn, const Outcome& o) {
+    const auto seq = static_cast<std::int64_t>(o.seq);
+    // Lock the row under our lease first: only the lease holder may publish results.
+    auto held = conn.query(
+        "SELECT seq FROM jobs WHERE seq = ? AND lease_token = ? AND status = 'running' FOR UPDATE",
+        {seq, o.lease_token});
+    if (!held) return std::unexpected(held.error());
+    if (held->empty()) return false;
+    if (o.publish) {
+        if (auto r = o.publish(); !r) {
+            return record_failure(conn, o, "publishing the results failed: " + r.error().describe());
+        }
+    }
+    auto affected = conn.execute(
+        "UPDATE jobs SET status = 'completed', progress = 100, step = NULL, error = NULL, "
+        "worker = NULL, lease_token = NULL, lease_expires_at = NULL, "
+        "finished_at = NOW(3), updated_at = NOW(3) WHERE seq = ?",
+        {seq});
+    if (!affected) return std::unexpected(affected.error());
+    for (const auto& f : o.results) {
+        auto r = conn.execute(
+            "INSERT INTO job_files (job_seq, kind, name, original_name, size, content_type, "
+            "sha256, created_at) VALUES (?, 'result', ?, ?, ?, ?, ?, NOW(3)) "
+            "ON DUPLICATE KEY UPDATE size = VALUES(size), content_type = VALUES(content_type), "
+            "sha256 = VALUES(sha256), created_at = VALUES(created_at)",
+            {seq, f.name, f.original_name, static_cast<std::int64_t>(f.size), f.content_type,
+             f.sha256});
+        if (!r) return std::unexpected(r.error());
+    }
+    return true;
+}
+
 Result<bool> record_one(db::Connection& conn, const Outcome& o) {
     const auto seq = static_cast<std::int64_t>(o.seq);
     Result<std::uint64_t> affected = 0;
     switch (o.kind) {
-        case Outcome::Kind::completed:
+        case Outcome::Kind::completed: return record_completion(conn, o);
+        case Outcome::Kind::failed: return record_failure(conn, o, o.error);
+        case Outcome::Kind::cancelled:
             affected = conn.execute(
-                "UPDATE jobs SET status = 'completed', progress = 100, step = NULL, error = NULL, "
-                "worker = NULL, lease_token = NULL, lease_expires_at = NULL, "
-                "finished_at = NOW(3), updated_at = NOW(3) "
-                "WHERE seq = ? AND lease_token = ? AND status = 'running'",
+                "UPDATE jobs SET status = 'cancelled', step = NULL, worker = NULL, "
+                "lease_token = NULL, lease_expires_at = NULL, finished_at = NOW(3), "
+                "updated_at = NOW(3) WHERE seq = ? AND lease_token = ? AND status = 'running'",
                 {seq, o.lease_token});
-            if (!affected) return std::unexpected(affected.error());
-            if (*affected == 0) return false;
-            for (const auto& f : o.results) {
-                auto r = conn.execute(
-                    "INSERT INTO job_files (job_seq, kind, name, original_name, size, "
-                    "content_type, sha256, created_at) VALUES (?, 'result', ?, ?, ?, ?, ?, NOW(3))",
-                    {seq, f.name, f.original_name, static_cast<std::int64_t>(f.size),
-                     f.content_type, f.sha256});
-                if (!r) return std::unexpected(r.error());
-            }
-            return true;
-        case Outcome::Kind::failed:
-            if (!o.permanent && o.attempt < o.max_attempts) {
-                affected = conn.execute(
-                    "UPDATE jobs SET status = 'pending', error = ?, progress = 0, step = NULL, "
-                    "worker = NULL, lease_token = NULL, lease_expires_at = NULL, "
-                    "run_at = NOW(3) + INTERVAL ? MICROSECOND, updated_at = NOW(3) "
-                    "WHERE seq = ? AND lease_token = ? AND status = 'running'",
-                    {o.error, std::int64_t{o.retry_delay.count() * 1000}, seq, o.lease_token});
-            } else {
-                affected = conn.execute(
-                    "UPDATE jobs SET status = 'failed', error = ?, step = NULL, worker = NULL, "
-                    "lease_token = NULL, lease_expires_at = NULL, finished_at = NOW(3), "
-                    "updated_at = NOW(3) WHERE seq = ? AND lease_token = ? AND status = 'running'",
-                    {o.error, seq, o.lease_token});
-            }
             break;
         case Outcome::Kind::released:
             affected = conn.execute(

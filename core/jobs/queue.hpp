@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,12 +51,16 @@ Result<bool> record_progress(db::Connection& conn, std::uint64_t seq, const std:
 
 // What became of one attempt.
 struct Outcome {
-    enum class Kind { completed, failed, released };
+    enum class Kind { completed, failed, released, cancelled };
     Kind kind = Kind::completed;
     std::uint64_t seq = 0;
     std::string id;
     std::string lease_token;
     std::vector<FileRecord> results;  // completed
+    // completed: publishes the staged result files (results/{job}/). Called inside the
+    // recording transaction after the lease was checked and the row locked, so only the lease
+    // holder ever writes the results directory. Must be idempotent (a batch may be retried).
+    std::function<Result<>()> publish;
     std::string error;                // failed: a readable reason with the log tail
     bool permanent = false;           // failed: retrying cannot help
     int attempt = 1;
@@ -64,7 +69,8 @@ struct Outcome {
 };
 
 // Records several outcomes in one transaction (one durable commit for the batch). Completed:
-// result rows inserted, status completed. Failed: back to pending after retry_delay while
+// results published, result rows inserted, status completed (a publish that fails turns into a
+// failed attempt). Cancelled: status cancelled. Failed: back to pending after retry_delay while
 // attempts are left and the error is not permanent, else failed for good. Released: back to
 // pending at once, the attempt not counted. Returns, for each outcome in order, whether it was
 // applied (false: the lease was lost and nothing was written for it).

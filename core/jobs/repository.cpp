@@ -14,7 +14,7 @@ namespace {
 // Column list shared by every job query; read_job() depends on this order.
 constexpr std::string_view job_columns =
     "seq, id, owner, type, status, priority, params, progress, step, attempts, max_attempts, "
-    "error, created_at, started_at, finished_at, updated_at, run_at";
+    "error, created_at, started_at, finished_at, updated_at, run_at, cancel_requested";
 
 std::optional<std::string> rfc3339(const std::optional<std::string>& sql) {
     if (!sql) return std::nullopt;
@@ -41,6 +41,7 @@ Job read_job(const db::Row& row) {
     job.finished_at = rfc3339(row.optional_text(14));
     job.updated_at = rfc3339(row.optional_text(15)).value_or("");
     job.run_at = rfc3339(row.optional_text(16)).value_or("");
+    job.cancel_requested = row.integer(17) != 0;
     return job;
 }
 
@@ -101,6 +102,25 @@ Result<Job> create_job(db::Connection& conn, const NewJob& in) {
     if (auto r = (*insert)->execute(values); !r) return rollback_on_error(r.error());
     const auto seq = static_cast<std::int64_t>((*insert)->last_insert_id());
 
+    if (!in.idempotency_key.empty()) {
+        // A key older than 24 h is free again.
+        auto stale = conn.execute(
+            "DELETE FROM idempotency_keys WHERE owner = ? AND idem_key = ? AND "
+            "created_at < NOW(3) - INTERVAL 24 HOUR",
+            {in.owner, in.idempotency_key});
+        if (!stale) return rollback_on_error(stale.error());
+        auto key = conn.execute(
+            "INSERT INTO idempotency_keys (owner, idem_key, request_sha256, job_seq, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            {in.owner, in.idempotency_key, in.request_sha256, seq, ts});
+        if (!key) {
+            if (key.error().native.starts_with("1062/")) {
+                conn.rollback();
+                return fail(ErrorCode::conflict, "idempotency key already used", "duplicate");
+            }
+            return rollback_on_error(key.error());
+        }
+    }
     for (const auto& f : in.sources) {
         auto r = conn.execute(
             "INSERT INTO job_files (job_seq, kind, name, original_name, size, content_type, "
@@ -124,6 +144,18 @@ Result<Job> create_job(db::Connection& conn, const NewJob& in) {
     auto position = queue_position(conn, job.seq);
     if (position) job.position_in_queue = *position;
     return job;
+}
+
+Result<std::optional<IdempotencyRecord>> find_idempotency_key(db::Connection& conn,
+                                                              const std::string& owner,
+                                                              const std::string& key) {
+    auto rows = conn.query(
+        "SELECT k.request_sha256, j.id FROM idempotency_keys k JOIN jobs j ON j.seq = k.job_seq "
+        "WHERE k.owner = ? AND k.idem_key = ? AND k.created_at >= NOW(3) - INTERVAL 24 HOUR",
+        {owner, key});
+    if (!rows) return std::unexpected(rows.error());
+    if (rows->empty()) return std::optional<IdempotencyRecord>{};
+    return std::optional(IdempotencyRecord{rows->front().text(0), rows->front().text(1)});
 }
 
 Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,

@@ -29,11 +29,23 @@ struct NewJob {
     nlohmann::json params = nlohmann::json::object();
     int max_attempts = 3;
     std::vector<FileRecord> sources;
+    std::string idempotency_key;  // empty: none
+    std::string request_sha256;   // the request's fingerprint, with a key
 };
 
-// Inserts the job and its source files in one transaction. Fails with unavailable when the
-// database is down (nothing is recorded then).
+// Inserts the job, its source files and its idempotency key in one transaction. Fails with
+// unavailable when the database is down (nothing is recorded then), and with conflict (native
+// "duplicate") when another request recorded the same idempotency key first.
 Result<Job> create_job(db::Connection& conn, const NewJob& job);
+
+struct IdempotencyRecord {
+    std::string request_sha256;
+    std::string job_id;
+};
+// The live (under 24 h old) record of `owner`'s key, if any.
+Result<std::optional<IdempotencyRecord>> find_idempotency_key(db::Connection& conn,
+                                                              const std::string& owner,
+                                                              const std::string& key);
 
 // The job with its files and queue position, or nullopt when it does not exist for `viewer`.
 Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,

@@ -1,6 +1,7 @@
 #include "core/jobs/wakeup.hpp"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -36,11 +37,16 @@ Result<WakeupListener> WakeupListener::open(const fs::path& dir, const std::stri
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
         return fail_errno("bind(" + path.string() + ")", errno);
     }
-    return WakeupListener(std::move(fd), std::move(path));
+    struct stat st{};
+    ::lstat(path.c_str(), &st);
+    return WakeupListener(std::move(fd), std::move(path), st.st_ino);
 }
 
 WakeupListener::~WakeupListener() {
-    if (fd_.valid() && !path_.empty()) ::unlink(path_.c_str());
+    if (!fd_.valid() || path_.empty()) return;
+    // A worker started later under the same name has replaced the file: keep theirs.
+    struct stat st{};
+    if (::lstat(path_.c_str(), &st) == 0 && st.st_ino == inode_) ::unlink(path_.c_str());
 }
 
 int WakeupListener::drain() {

@@ -4,6 +4,8 @@
 // one-byte datagram to every socket there after committing a job. A lost datagram costs only
 // latency: workers also poll (adaptively) and so still find the job.
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -27,10 +29,11 @@ public:
     int drain();
 
 private:
-    WakeupListener(util::UniqueFd fd, std::filesystem::path path)
-        : fd_(std::move(fd)), path_(std::move(path)) {}
+    WakeupListener(util::UniqueFd fd, std::filesystem::path path, ino_t inode)
+        : fd_(std::move(fd)), path_(std::move(path)), inode_(inode) {}
     util::UniqueFd fd_;
     std::filesystem::path path_;
+    ino_t inode_ = 0;  // of the socket file we bound: a successor's file is left alone
 };
 
 // Not thread-safe: one per thread.

@@ -140,6 +140,7 @@ void Staging::remove(const std::string& name) noexcept {
 }
 
 Result<> Staging::commit() {
+    if (committed_) return {};  // a retried recording publishes again: nothing left to do
     int rc = ::rename(dir_.c_str(), final_dir_.c_str());
     if (rc != 0 && (errno == ENOTEMPTY || errno == EEXIST)) {
         // The final directory is a dead attempt's leftover: replace it.

@@ -1,0 +1,26 @@
+// POST endpoints that change a job after creation: cancel and retry.
+
+#include "core/jobs/control.hpp"
+#include "fcgi/api_handler.hpp"
+
+namespace kiln::api {
+
+Result<http::Response> cancel_job(Context& ctx, const std::string& id) {
+    if (id.size() != 26) return fail(ErrorCode::not_found, "no such job");
+    auto outcome = jobs::cancel_job(ctx.db, ctx.viewer, id);
+    if (!outcome) return std::unexpected(outcome.error());
+    auto job = get_job(ctx, id);
+    if (!job) return job;
+    // A running job is cancelled by its worker shortly: 202 says "accepted, not done yet".
+    if (*outcome == jobs::CancelResult::cancelling) job->status = 202;
+    return job;
+}
+
+Result<http::Response> retry_job(Context& ctx, const std::string& id) {
+    if (id.size() != 26) return fail(ErrorCode::not_found, "no such job");
+    if (auto r = jobs::retry_job(ctx.db, ctx.viewer, id); !r) return std::unexpected(r.error());
+    ctx.wakeup.notify();
+    return get_job(ctx, id);
+}
+
+}  // namespace kiln::api

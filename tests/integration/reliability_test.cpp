@@ -1,0 +1,239 @@
+// Retries with back-off, dead letters and retry, cancellation, idempotent creation, leases of
+// killed workers, logs, purge.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include "core/util/crypto.hpp"
+#include "tests/integration/support/http_client.hpp"
+#include "tests/integration/support/jobs.hpp"
+#include "tests/integration/support/media.hpp"
+#include "tests/integration/support/processes.hpp"
+#include "tests/integration/support/stack.hpp"
+
+namespace kiln::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Reliability : public ::testing::Test {
+protected:
+    const Stack& stack = Stack::get();
+    Client client = stack.admin();
+
+    std::string create_json(const std::string& body, const Client* as = nullptr) {
+        auto r = (as ? *as : client).post_json("/api/v1/jobs", body);
+        EXPECT_EQ(r.status, 201) << r.body;
+        return r.json().value("id", "");
+    }
+
+    nlohmann::json wait_for_status(const std::string& id, const std::string& status,
+                                   std::chrono::milliseconds timeout = 10s) {
+        nlohmann::json job;
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < deadline) {
+            job = client.get("/api/v1/jobs/" + id).json();
+            if (job["status"] == status) break;
+            std::this_thread::sleep_for(25ms);
+        }
+        return job;
+    }
+
+    std::unique_ptr<SpawnedProcess> start_worker(const std::string& name, int lease_seconds) {
+        return std::make_unique<SpawnedProcess>(
+            std::vector<std::string>{worker_binary().string(), "--config",
+                                     stack.config_path.string(), "--types", "test.controlled",
+                                     "--slots", "2", "--name", name, "--lease-seconds",
+                                     std::to_string(lease_seconds)},
+            scratch_dir() / (name + ".log"));
+    }
+};
+
+TEST_F(Reliability, CancellingAPendingJobCancelsItAtOnceAndAFinishedOneIs409) {
+    // No stack worker runs test.controlled, so it stays pending.
+    const auto id = create_json(R"({"type":"test.controlled"})");
+    auto r = client.post_json("/api/v1/jobs/" + id + "/cancel", "");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["status"], "cancelled");
+    EXPECT_FALSE(r.json()["finished_at"].is_null());
+    auto again = client.post_json("/api/v1/jobs/" + id + "/cancel", "");
+    EXPECT_EQ(again.status, 409);
+    EXPECT_EQ(again.code(), "conflict");
+}
+
+TEST_F(Reliability, CancellingARunningJobKillsItWithinTwoSeconds) {
+    const auto id = create_json(R"({"type":"test.sleep","params":{"ms":30000}})");
+    ASSERT_EQ(wait_for_status(id, "running")["status"], "running");
+    const auto asked = std::chrono::steady_clock::now();
+    auto r = client.post_json("/api/v1/jobs/" + id + "/cancel", "");
+    ASSERT_EQ(r.status, 202) << r.body;
+    EXPECT_TRUE(r.json()["cancel_requested"].get<bool>());
+    auto job = wait_for_status(id, "cancelled", 5s);
+    const auto took = std::chrono::steady_clock::now() - asked;
+    EXPECT_EQ(job["status"], "cancelled") << job.dump();
+    EXPECT_LT(took, 2s) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    EXPECT_TRUE(job["results"].empty());
+}
+
+TEST_F(Reliability, AFailingJobIsRetriedWithBackoffThenFailsForGood) {
+    // test.noop allows 3 attempts; fail=true fails each one.
+    const auto id = create_json(R"({"type":"test.noop","params":{"fail":true}})");
+    bool saw_backoff = false;
+    nlohmann::json job;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < deadline) {
+        job = client.get("/api/v1/jobs/" + id).json();
+        if (job["status"] == "pending" && job["attempts"].get<int>() >= 1) {
+            saw_backoff = saw_backoff || (!job["next_attempt_at"].is_null() &&
+                                          job["error"].get<std::string>().find("asked to fail") !=
+                                              std::string::npos);
+        }
+        if (job["status"] == "failed") break;
+        std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_EQ(job["status"], "failed") << job.dump();
+    EXPECT_EQ(job["attempts"], 3);
+    EXPECT_EQ(job["max_attempts"], 3);
+    EXPECT_TRUE(saw_backoff) << "a failed attempt waits as pending with next_attempt_at";
+    EXPECT_NE(job["error"].get<std::string>().find("asked to fail"), std::string::npos);
+}
+
+TEST_F(Reliability, RetryPutsAFailedJobBackWithFreshAttemptsAndOtherStatesAre409) {
+    const auto id = create_json(R"({"type":"test.fail"})");
+    ASSERT_EQ(wait_for_status(id, "failed")["status"], "failed");
+    auto r = client.post_json("/api/v1/jobs/" + id + "/retry", "");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(r.json()["status"], "failed");
+    auto job = wait_for_status(id, "failed");
+    EXPECT_EQ(job["attempts"], 1) << job.dump();
+
+    const auto pending = create_json(R"({"type":"test.controlled"})");
+    auto conflict = client.post_json("/api/v1/jobs/" + pending + "/retry", "");
+    EXPECT_EQ(conflict.status, 409);
+    EXPECT_EQ(conflict.code(), "conflict");
+}
+
+TEST_F(Reliability, EachAttemptKeepsALogThatTheOwnerCanRead) {
+    const auto id = create_json(R"({"type":"test.fail"})");
+    ASSERT_EQ(wait_for_status(id, "failed")["status"], "failed");
+    auto list = client.get("/api/v1/jobs/" + id + "/logs");
+    ASSERT_EQ(list.status, 200) << list.body;
+    ASSERT_EQ(list.json()["logs"].size(), 1u);
+    EXPECT_EQ(list.json()["logs"][0]["name"], "attempt-1.log");
+    auto log = client.get("/api/v1/jobs/" + id + "/logs/attempt-1.log");
+    EXPECT_EQ(log.status, 200);
+    EXPECT_NE(log.body.find("failing on purpose"), std::string::npos) << log.body;
+    EXPECT_EQ(client.get("/api/v1/jobs/" + id + "/logs/../../kiln.toml").status, 404);
+}
+
+TEST_F(Reliability, TheSameIdempotencyKeyGivesTheOriginalJobAndADifferentRequestIs422) {
+    const std::string key = "key-" + util::new_job_id();
+    const std::vector<std::string> header = {"Content-Type: application/json",
+                                             "Idempotency-Key: " + key};
+    const auto rows = stack.job_rows();
+    auto first = client.send("POST", "/api/v1/jobs", R"({"type":"test.controlled"})", header);
+    ASSERT_EQ(first.status, 201) << first.body;
+    auto second = client.send("POST", "/api/v1/jobs", R"({"type":"test.controlled"})", header);
+    EXPECT_EQ(second.status, 200) << second.body;
+    EXPECT_EQ(second.json()["id"], first.json()["id"]);
+    EXPECT_EQ(stack.job_rows(), rows + 1);
+
+    auto different = client.send("POST", "/api/v1/jobs",
+                                 R"({"type":"test.controlled","priority":"batch"})", header);
+    EXPECT_EQ(different.status, 422);
+    EXPECT_EQ(different.code(), "idempotency_mismatch");
+
+    // Keys belong to their owner.
+    Client other = client.with_token(stack.create_token("idem-other"));
+    auto theirs = other.send("POST", "/api/v1/jobs", R"({"type":"test.controlled"})", header);
+    EXPECT_EQ(theirs.status, 201);
+    EXPECT_NE(theirs.json()["id"], first.json()["id"]);
+
+    // An upload with a key is stored once.
+    const std::string upload_key = "upload-" + util::new_job_id();
+    const auto sources = stack.files_in("sources").size();
+    for (int i = 0; i < 2; ++i) {
+        auto r = client.send("POST", "/api/v1/jobs",
+                             "--B\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"
+                             "test.noop\r\n--B\r\nContent-Disposition: form-data; name=\"f\"; "
+                             "filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--B--\r\n",
+                             {"Content-Type: multipart/form-data; boundary=B",
+                              "Idempotency-Key: " + upload_key});
+        EXPECT_EQ(r.status, i == 0 ? 201 : 200) << r.body;
+    }
+    EXPECT_EQ(stack.files_in("sources").size(), sources + 1);
+    EXPECT_TRUE(stack.files_in("tmp").empty());
+}
+
+TEST_F(Reliability, CancelRetryAndLogsOfAnotherOwnersJobLookMissing) {
+    Client alice = client.with_token(stack.create_token("alice2"));
+    Client bob = client.with_token(stack.create_token("bob2"));
+    const auto id = create_json(R"({"type":"test.controlled"})", &alice);
+    const std::string guessed = util::new_job_id();
+    for (const char* action : {"cancel", "retry"}) {
+        auto theirs = bob.post_json("/api/v1/jobs/" + id + "/" + action, "");
+        auto missing = bob.post_json("/api/v1/jobs/" + guessed + "/" + action, "");
+        EXPECT_EQ(theirs.status, 404) << action;
+        EXPECT_EQ(theirs.body, missing.body);
+    }
+    EXPECT_EQ(bob.get("/api/v1/jobs/" + id + "/logs").status, 404);
+    EXPECT_EQ(alice.get("/api/v1/jobs/" + id).json()["status"], "pending");
+}
+
+TEST_F(Reliability, AJobOfAWorkerKilledWithSigkillCompletesOnAnotherWorker) {
+    auto doomed = start_worker("doomed", 2);
+    const auto id = create_json(R"({"type":"test.controlled","params":{"sleep_ms":60000}})");
+    ASSERT_EQ(wait_for_status(id, "running")["status"], "running");
+    doomed->stop(SIGKILL);
+
+    const auto started = std::chrono::steady_clock::now();
+    auto rescuer = start_worker("rescuer", 2);
+    // The lease (2 s) expires, the rescuer's reaper returns the job, the rescuer runs it anew:
+    // running again, as its second attempt.
+    nlohmann::json job;
+    while (std::chrono::steady_clock::now() - started < 15s) {
+        job = client.get("/api/v1/jobs/" + id).json();
+        if (job["status"] == "running" && job["attempts"] == 2) break;
+        std::this_thread::sleep_for(25ms);
+    }
+    ASSERT_EQ(job["attempts"], 2) << job.dump();
+    ASSERT_EQ(job["status"], "running") << job.dump();
+    client.post_json("/api/v1/jobs/" + id + "/cancel", "");  // no need to sleep 60 s again
+    job = wait_for_status(id, "cancelled", 5s);
+    EXPECT_EQ(job["status"], "cancelled") << job.dump();
+    EXPECT_EQ(job["attempts"], 2) << "the killed attempt counts";
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 15s);
+}
+
+TEST_F(Reliability, PurgeDeletesOldJobsFilesFirstKeepsTheNewestFailedAndSweepsOrphans) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i) {
+        auto r = client.post_multipart(
+            "/api/v1/jobs", {{"type", "test.controlled"}, {"file", "", media::png()}});
+        ASSERT_EQ(r.status, 201) << r.body;
+        ids.push_back(r.json()["id"]);
+        client.post_json("/api/v1/jobs/" + ids.back() + "/cancel", "");
+        std::this_thread::sleep_for(5ms);
+    }
+    // An orphan: a sources directory without a row, two hours old.
+    auto orphan = stack.config.storage_root / "sources" / util::new_job_id();
+    std::filesystem::create_directories(orphan);
+    std::ofstream(orphan / "x.bin") << "x";
+    std::filesystem::last_write_time(orphan, std::filesystem::file_time_type::clock::now() - 2h);
+
+    run_command({stack.kilnctl.string(), "--config", stack.config_path.string(), "purge",
+                 "--failed-older-than", "0s", "--keep-failed", "2"});
+    EXPECT_EQ(client.get("/api/v1/jobs/" + ids[0]).status, 404);
+    EXPECT_FALSE(std::filesystem::exists(stack.config.storage_root / "sources" / ids[0]));
+    for (int i = 1; i < 3; ++i) {
+        EXPECT_EQ(client.get("/api/v1/jobs/" + ids[i]).status, 200) << i;
+        EXPECT_TRUE(std::filesystem::exists(stack.config.storage_root / "sources" / ids[i]));
+    }
+    EXPECT_FALSE(std::filesystem::exists(orphan));
+}
+
+}  // namespace
+}  // namespace kiln::test
