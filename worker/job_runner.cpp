@@ -117,6 +117,9 @@ public:
             ctx.duration = duration;
         }
 
+        if (def_.max_pixels && !ctx.input.empty()) {
+            if (auto r = check_pixels(ctx.input); !r) return std::unexpected(r.error());
+        }
         const auto deadline = std::chrono::steady_clock::now() + def_.timeout;
         const auto& steps = def_.run.steps;
         for (std::size_t i = 0; i < steps.size(); ++i) {
@@ -135,6 +138,41 @@ public:
     }
 
 private:
+    // Reads the image's declared size from its header (no decoding) and refuses images above
+    // max_pixels: a permanent failure, since the same file fails every time.
+    Result<> check_pixels(const fs::path& input) {
+        std::uint64_t size[2] = {0, 0};
+        const char* fields[2] = {"width", "height"};
+        for (int i = 0; i < 2; ++i) {
+            process::ChildSpec spec;
+            spec.argv = {"vipsheader", "-f", fields[i], input.string()};
+            spec.workdir = workdir_;
+            spec.env = child_environment(workdir_);
+            spec.timeout = std::chrono::seconds(30);
+            spec.limits.address_space_bytes = 1ull << 30;
+            spec.on_stdout_line = [&](std::string_view line) {
+                try {
+                    size[i] = std::stoull(std::string(line));
+                } catch (const std::exception&) {
+                }
+            };
+            auto outcome = process::run_child(spec);
+            if (!outcome) return std::unexpected(outcome.error());
+            if (!outcome->succeeded() || size[i] == 0) {
+                return fail(ErrorCode::invalid_request,
+                            "the input is not a readable image: " +
+                                tail(outcome->log_tail, max_error_tail));
+            }
+        }
+        const std::uint64_t pixels = size[0] * size[1];
+        if (size[0] > (1ull << 31) || size[1] > (1ull << 31) || pixels > *def_.max_pixels) {
+            return fail(ErrorCode::invalid_request,
+                        fmt::format("the image is {}x{} ({} pixels), above the limit of {} pixels",
+                                    size[0], size[1], pixels, *def_.max_pixels));
+        }
+        return {};
+    }
+
     Result<> run_step(const converters::RunStep& step, std::size_t index, std::size_t count,
                       const converters::ExpansionContext& ctx, double duration,
                       std::chrono::steady_clock::time_point deadline) {

@@ -398,7 +398,8 @@ RunSpec parse_run(const TableReader& r) {
 Definition parse_definition(const std::string& file, const toml::table& doc) {
     const TableReader r(file, doc, "");
     r.reject_unknown_keys({"name", "description", "accepts", "max_upload_bytes", "min_files",
-                           "max_files", "timeout_seconds", "max_attempts", "params", "run"});
+                           "max_files", "timeout_seconds", "max_attempts", "max_pixels", "params",
+                           "run"});
 
     Definition def;
     def.name = r.required_string("name");
@@ -443,6 +444,10 @@ Definition parse_definition(const std::string& file, const toml::table& doc) {
 
     def.timeout = std::chrono::seconds(r.integer_in("timeout_seconds", 600, 1, 86400));
     def.max_attempts = static_cast<std::uint32_t>(r.integer_in("max_attempts", 3, 1, 100));
+    if (r.has("max_pixels")) {
+        def.max_pixels = static_cast<std::uint64_t>(
+            r.integer_in("max_pixels", 0, 1, std::int64_t{1} << 40));
+    }
 
     if (const toml::table* params = r.table("params")) {
         if (params->size() > max_params) {
@@ -710,7 +715,7 @@ nlohmann::json to_public_json(const Definition& def) {
         if (!spec.default_value.is_null()) p["default"] = spec.default_value;
         params[spec.name] = std::move(p);
     }
-    return {
+    nlohmann::json out = {
         {"name", def.name},
         {"description", def.description},
         {"accepts", def.accepts},
@@ -721,6 +726,8 @@ nlohmann::json to_public_json(const Definition& def) {
         {"max_attempts", def.max_attempts},
         {"params", std::move(params)},
     };
+    if (def.max_pixels) out["max_pixels"] = *def.max_pixels;
+    return out;
 }
 
 }  // namespace kiln::converters

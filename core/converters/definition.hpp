@@ -55,6 +55,9 @@ struct Definition {
     std::vector<ParamSpec> params;
     std::chrono::seconds timeout{600};
     std::uint32_t max_attempts = 3;
+    // Images: width x height above this fail the job before any decoding (image bombs: a small
+    // file declaring a huge canvas). Read from the header with vipsheader.
+    std::optional<std::uint64_t> max_pixels;
     RunSpec run;
     std::filesystem::path source;  // the file it was read from
 

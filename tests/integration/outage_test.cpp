@@ -1,15 +1,20 @@
-// A kiln-api whose database is unreachable answers 503 problems with Retry-After, fast, and
-// never 500. It is a second kiln-api started by the test on its own socket with a database
-// address that does not exist, spoken to over FastCGI directly (cgi-fcgi), so the shared stack
-// keeps its database.
+// Resource outages seen by a second kiln-api that the test starts on its own socket, spoken to
+// over FastCGI directly (cgi-fcgi) so the shared stack keeps its database and disk:
+// - its database address does not exist: 503 problems with Retry-After, fast, never 500;
+// - its storage is a full 1 MiB tmpfs: an upload is 507 and leaves no file and no row.
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <thread>
 
+#include "tests/integration/support/media.hpp"
 #include "tests/integration/support/processes.hpp"
 #include "tests/integration/support/stack.hpp"
 
@@ -72,6 +77,76 @@ TEST_F(DatabaseDown, ApiRequestsAre503NeverAnythingElse) {
         // The problem never leaks the socket path or the driver's message.
         EXPECT_EQ(reply.find("nonexistent"), std::string::npos) << reply;
     }
+}
+
+// A private kiln-api whose storage root is a 1 MiB tmpfs.
+class DiskFull : public ::testing::Test {
+protected:
+    void SetUp() override {
+        const Stack& stack = Stack::get();
+        storage_ = scratch_dir() / "full-storage";
+        std::filesystem::create_directories(storage_);
+        ASSERT_EQ(::mount("tmpfs", storage_.c_str(), "tmpfs", 0, "size=1m"), 0)
+            << "mounting a tmpfs needs root: " << std::strerror(errno);
+        mounted_ = true;
+        socket_ = scratch_dir() / "api-full.sock";
+        ::setenv("KILN_STORAGE", storage_.c_str(), 1);
+        ::setenv("KILN_API_LISTEN", socket_.c_str(), 1);
+        api_ = std::make_unique<SpawnedProcess>(
+            std::vector<std::string>{(stack.kilnctl.parent_path().parent_path() / "fcgi" /
+                                      "kiln-api").string(),
+                                     "--config", stack.config_path.string()},
+            scratch_dir() / "api-full.log");
+        ::unsetenv("KILN_STORAGE");
+        ::unsetenv("KILN_API_LISTEN");
+        for (int i = 0; i < 200 && !std::filesystem::exists(socket_); ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(25));
+        }
+        ASSERT_TRUE(std::filesystem::exists(socket_));
+    }
+
+    void TearDown() override {
+        if (api_) api_->stop(SIGTERM);
+        if (mounted_) ::umount(storage_.c_str());
+    }
+
+    std::filesystem::path storage_;
+    std::filesystem::path socket_;
+    bool mounted_ = false;
+    std::unique_ptr<SpawnedProcess> api_;
+};
+
+TEST_F(DiskFull, AnUploadThatFillsTheDiskIs507AndLeavesNoFileAndNoRow) {
+    const Stack& stack = Stack::get();
+    // A 3 MB "video" (an MP4 head and zeros) into 1 MiB of space.
+    std::ifstream head_in(media::mp4(), std::ios::binary);
+    std::string head((std::istreambuf_iterator<char>(head_in)), std::istreambuf_iterator<char>());
+    std::string body = "--B\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"
+                       "video.transcode\r\n--B\r\nContent-Disposition: form-data; name=\"f\"; "
+                       "filename=\"big.mp4\"\r\nContent-Type: video/mp4\r\n\r\n" +
+                       head + std::string(3'000'000, '\0') + "\r\n--B--\r\n";
+    auto body_file = scratch_dir() / "full-body.bin";
+    std::ofstream(body_file, std::ios::binary) << body;
+
+    const auto rows = stack.job_rows();
+    ::setenv("REQUEST_METHOD", "POST", 1);
+    ::setenv("DOCUMENT_URI", "/api/v1/jobs", 1);
+    ::setenv("QUERY_STRING", "", 1);
+    ::setenv("CONTENT_TYPE", "multipart/form-data; boundary=B", 1);
+    ::setenv("CONTENT_LENGTH", std::to_string(body.size()).c_str(), 1);
+    ::setenv("HTTP_AUTHORIZATION", ("Bearer " + stack.admin_token).c_str(), 1);
+    std::string reply =
+        run_command({"cgi-fcgi", "-bind", "-connect", socket_.string()}, body_file);
+    for (const char* v : {"CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_AUTHORIZATION"}) ::unsetenv(v);
+
+    EXPECT_EQ(reply.rfind("Status: 507", 0), 0u) << reply.substr(0, 400);
+    EXPECT_NE(reply.find("\"code\":\"insufficient_storage\""), std::string::npos) << reply;
+    EXPECT_EQ(stack.job_rows(), rows);
+    std::size_t files = 0;
+    for (auto& entry : std::filesystem::recursive_directory_iterator(storage_)) {
+        files += entry.is_regular_file() ? 1 : 0;
+    }
+    EXPECT_EQ(files, 0u) << "the partial upload was removed";
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "tests/integration/support/stack.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <spawn.h>
@@ -82,13 +83,16 @@ int Stack::api_pid() const {
     return pid;
 }
 
-std::string run_command(const std::vector<std::string>& argv) {
+std::string run_command(const std::vector<std::string>& argv, const fs::path& stdin_file) {
     int out_pipe[2];
     if (pipe(out_pipe) != 0) throw std::runtime_error("pipe failed");
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&actions, out_pipe[0]);
+    if (!stdin_file.empty()) {
+        posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, stdin_file.c_str(), O_RDONLY, 0);
+    }
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

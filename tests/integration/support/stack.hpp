@@ -37,8 +37,10 @@ struct Stack {
     int api_pid() const;
 };
 
-// Runs argv, returns stdout; throws on a non-zero exit.
-std::string run_command(const std::vector<std::string>& argv);
+// Runs argv, returns stdout; throws on a non-zero exit. With `stdin_file`, the program reads it
+// as its standard input.
+std::string run_command(const std::vector<std::string>& argv,
+                        const std::filesystem::path& stdin_file = {});
 
 // A process's peak resident set (VmHWM) in bytes.
 std::uint64_t peak_rss_bytes(int pid);
