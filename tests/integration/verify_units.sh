@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks every systemd unit file of kiln (fcgi/, worker/: *.service, *.socket, *.timer) with
+# Checks every systemd unit file of kiln (fcgi/, worker/, ctl/: *.service, *.socket, *.timer) with
 # `systemd-analyze verify`, the way systemd would load them, without running them.
 #
 # The binaries that Exec*= lines name are not installed on a build machine, and verify fails on
@@ -25,10 +25,10 @@ mkdir -p "$tmp/units" "$tmp/stubs"
 units=()
 while IFS= read -r -d '' file; do
     units+=("$file")
-done < <(find "$root/fcgi" "$root/worker" -maxdepth 1 -type f \
+done < <(find "$root/fcgi" "$root/worker" "$root/ctl" -maxdepth 1 -type f \
     \( -name '*.service' -o -name '*.socket' -o -name '*.timer' \) -print0 2>/dev/null | sort -z)
 if ((${#units[@]} == 0)); then
-    echo "no unit files found under fcgi/ or worker/" >&2
+    echo "no unit files found under fcgi/, worker/ or ctl/" >&2
     exit 1
 fi
 
