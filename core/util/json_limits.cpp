@@ -27,6 +27,11 @@ bool nesting_within(std::string_view text, int max_depth) {
 }  // namespace
 
 Result<nlohmann::json> parse_client_json(std::string_view text, std::string_view what) {
+    // JSON never contains a raw NUL, and nlohmann's lexer would stop at one and ignore the rest:
+    // a body must not carry bytes the service silently skips.
+    if (text.find('\0') != std::string_view::npos) {
+        return fail(ErrorCode::invalid_request, std::string(what) + " is not valid JSON");
+    }
     if (!nesting_within(text, max_json_depth)) {
         return fail(ErrorCode::invalid_request,
                     std::string(what) + " nests deeper than " + std::to_string(max_json_depth));

@@ -15,6 +15,9 @@ KILN_APT_PACKAGES=(
     # tests and benchmarks; systemd only for `systemd-analyze verify` of the unit files,
     # libfcgi-bin for cgi-fcgi (talking FastCGI to a kiln-api without nginx)
     curl wrk systemd libfcgi-bin
+    # fuzzing: libFuzzer and the sanitizer runtimes (clang 16: the oldest whose libstdc++ 12
+    # std::expected works, see tests/fuzz/targets/CMakeLists.txt)
+    clang-16 libclang-rt-16-dev
 )
 
 # Prints the packages of KILN_APT_PACKAGES that are not installed, one per line.

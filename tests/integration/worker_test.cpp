@@ -145,6 +145,20 @@ TEST_F(Worker, ImageThumbnailsHaveTheReferenceSizesAndNeverUpscale) {
     }
 }
 
+TEST_F(Worker, ImageThumbnailsApplyTheExifOrientationAndStripMetadata) {
+    const auto id = create({{"type", "image.thumbnails"}, {"file", "", media::rotated_jpeg()}});
+    auto w = watch_job(client, id);
+    ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+    auto large = download(id, "large.jpg");
+    auto info = probe(large.string());
+    // 400x300 stored, displayed rotated: 300x400.
+    EXPECT_EQ(info["streams"][0]["width"], 300);
+    EXPECT_EQ(info["streams"][0]["height"], 400);
+    std::ifstream in(large, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find("Exif"), std::string::npos) << "metadata stripped";
+}
+
 TEST_F(Worker, AudioTranscodeGivesMp3AndOpus) {
     for (const auto& [format, codec] :
          std::vector<std::pair<std::string, std::string>>{{"mp3", "mp3"}, {"ogg", "opus"}}) {

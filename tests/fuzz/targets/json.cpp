@@ -25,7 +25,7 @@ namespace {
 // input, so parse_client_json accepts "{...}\0anything" as "{...}" (and rejects it only when
 // the bytes after the NUL nest too deep). RFC 8259 allows no raw NUL anywhere in a JSON text.
 // Set to false once parse_client_json rejects NUL bytes.
-constexpr bool tolerate_nul_truncation = true;
+constexpr bool tolerate_nul_truncation = false;
 
 [[noreturn]] void violated(const char* what) {
     std::fprintf(stderr, "json fuzz: invariant violated: %s\n", what);

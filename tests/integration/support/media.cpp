@@ -1,5 +1,7 @@
 #include "tests/integration/support/media.hpp"
 
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -62,6 +64,27 @@ const std::filesystem::path& small_png() {
 const std::filesystem::path& wav() {
     static const auto p =
         generate("tone.wav", {"sine=frequency=440:sample_rate=44100"}, {"-t", "3"});
+    return p;
+}
+
+const std::filesystem::path& rotated_jpeg() {
+    static const auto p = [] {
+        auto plain = generate("upright.jpg", {"testsrc=size=400x300:rate=1"}, {"-frames:v", "1"});
+        std::ifstream in(plain, std::ios::binary);
+        std::string jpeg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        // APP1 "Exif": a little-endian TIFF header and one IFD entry, Orientation (0x0112),
+        // SHORT, count 1, value 6.
+        const std::string tiff("II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0\0\0\0\0", 26);
+        const std::string payload = std::string("Exif\0\0", 6) + tiff;
+        const std::size_t length = payload.size() + 2;
+        std::string segment = "\xff\xe1";
+        segment.push_back(static_cast<char>(length >> 8));
+        segment.push_back(static_cast<char>(length & 0xff));
+        segment += payload;
+        auto out = scratch_dir() / "rotated.jpg";
+        std::ofstream(out, std::ios::binary) << jpeg.substr(0, 2) << segment << jpeg.substr(2);
+        return out;
+    }();
     return p;
 }
 

@@ -14,5 +14,7 @@ const std::filesystem::path& short_video();  // 1 s 320x240 H.264
 const std::filesystem::path& big_png();      // 2000x1500 test pattern
 const std::filesystem::path& small_png();    // 400x300 test pattern
 const std::filesystem::path& wav();          // 3 s 440 Hz tone
+// 400x300 JPEG whose EXIF says "rotate 90° clockwise to display" (orientation 6).
+const std::filesystem::path& rotated_jpeg();
 
 }  // namespace kiln::test::media
