@@ -129,8 +129,8 @@ private:
                         "too many files: at most " + std::to_string(max_files()));
         }
         UploadedFile file;
-        file.record.original_name = headers.filename->substr(
-            0, std::min(headers.filename->size(), max_original_name_bytes));
+        file.record.original_name =
+            storage::to_valid_utf8(*headers.filename, max_original_name_bytes);
         file.record.name = storage::unique_file_name(
             storage::sanitize_file_name(*headers.filename), taken_names_);
         auto writer = staging_.create(file.record.name);
@@ -340,6 +340,9 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
         auto parsed = read_json_request(request, limits);
         if (!parsed) return std::unexpected(parsed.error());
         fields = std::move(*parsed);
+    } else if (request.content_type.starts_with("multipart/form-data")) {
+        return fail(ErrorCode::invalid_request,
+                    "multipart/form-data needs one boundary parameter of 1 to 70 characters");
     } else {
         return fail(ErrorCode::unsupported_media_type,
                     "send multipart/form-data or application/json", "");

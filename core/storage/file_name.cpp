@@ -225,6 +225,17 @@ std::string sanitize(std::string_view original) {
 
 }  // namespace
 
+std::string to_valid_utf8(std::string_view text, std::size_t max_bytes) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size();) {
+        const Decoded d = decode_utf8(text, i);
+        append_utf8(out, d.valid && d.code_point != 0 ? d.code_point : char32_t{0xFFFD});
+        i += d.length;
+        if (out.size() > max_bytes) break;
+    }
+    return std::string(cut_utf8(out, max_bytes));
+}
+
 std::string sanitize_file_name(std::string_view original, std::string_view fallback) {
     std::string name = sanitize(original);
     if (name.empty()) name = sanitize(fallback);

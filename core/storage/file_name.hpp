@@ -17,6 +17,10 @@ inline constexpr std::size_t max_file_name_bytes = 128;
 // Never empty, never "." or "..": falls back to `fallback` ("file" by default).
 std::string sanitize_file_name(std::string_view original, std::string_view fallback = "file");
 
+// `text` as valid UTF-8 (each invalid byte becomes U+FFFD, NUL too), cut to at most `max_bytes`
+// on a character boundary: how an original name is kept as metadata in a utf8mb4 column.
+std::string to_valid_utf8(std::string_view text, std::size_t max_bytes);
+
 // `name`, or name-2.ext, name-3.ext, ... the first one not in `taken`; inserts it into `taken`.
 std::string unique_file_name(const std::string& name, std::set<std::string>& taken);
 
