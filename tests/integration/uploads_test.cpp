@@ -26,6 +26,10 @@ protected:
 };
 
 TEST_F(Uploads, A300MegabyteUploadKeepsKilnApiUnder64MiBResident) {
+#ifdef KILN_SANITIZED
+    // ASan's shadow memory and quarantine make RSS say nothing about kiln's own buffering.
+    GTEST_SKIP() << "RSS bound not meaningful under AddressSanitizer";
+#endif
     constexpr std::uint64_t size = 300ull * 1024 * 1024;
     // A real MP4 followed by zeros: libmagic still sees video/mp4 from the head.
     auto big = make_file("big.mp4", head_of(media::mp4()), size);
