@@ -4,6 +4,11 @@
 //   1. baseline   20,000 pending jobs drained by the plainest SQL loop: per transaction one
 //                 `SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED` and one completing UPDATE, with 4
 //                 connections (and 1, on fewer jobs);
+//      model      the same jobs drained with kiln's own claim_jobs() (32 per claim) and
+//                 record_outcomes() from core/jobs/queue, and with a batched recording (one
+//                 SELECT ... FOR UPDATE and one UPDATE per claim): what the statements cost;
+//      spawn      /bin/true started and reaped in a loop by 2 threads, with fork()+execve() and
+//                 with posix_spawn(): the ceiling of any converter that runs a program;
 //   2. drain      20,000 pending jobs of test.noop (in-process) and test.true (spawns
 //                 /bin/true) drained by real kiln-worker processes, 1 worker x 4 slots and 4
 //                 workers x 4 slots, timed from the workers' start until no job is left pending
@@ -13,7 +18,8 @@
 //                 each row (both stamped on this host); then the idle worker's CPU use.
 //
 //   worker_bench --config KILN_TOML --worker-bin KILN_WORKER --log-dir DIR --url URL --token T
-//                [--jobs N] [--prefetch P] [--phases baseline,drain,latency] [...]
+//                [--jobs N] [--prefetch P,...] [--phases baseline,model,spawn,drain,latency]
+//                [--probe-claims] [...]
 //
 // Queue set-up (bulk multi-row INSERTs, TRUNCATE between cases) is not measured. Progress goes
 // to stderr, the result table to stdout. Targets are printed as PASS/MISS, never turned into an
@@ -24,9 +30,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,6 +62,7 @@
 
 #include "core/config.hpp"
 #include "core/db/mariadb.hpp"
+#include "core/jobs/queue.hpp"
 #include "core/jobs/repository.hpp"
 #include "core/util/crypto.hpp"
 #include "core/util/fd.hpp"
@@ -82,10 +90,11 @@ struct Options {
     unsigned slots = 4;
     int latency_jobs = 200;
     int latency_gap_ms = 50;
-    std::vector<std::string> phases{"baseline", "drain", "latency"};
+    std::vector<std::string> phases{"baseline", "model", "spawn", "drain", "latency"};
     std::vector<std::string> types{"test.noop", "test.true"};
     std::vector<int> worker_counts{1, 4};
     std::optional<int> mariadb_pid;
+    bool probe_claims = false;
 };
 
 [[noreturn]] void die(const std::string& what) { throw std::runtime_error(what); }
@@ -355,6 +364,7 @@ struct ServerCounters {
     double commits = 0;     // COMMIT statements
     double log_writes = 0;  // redo log writes (each durable commit that was not grouped)
     double fsyncs = 0;      // fsyncs InnoDB issued
+    double index_next = 0;  // Handler_read_next: index entries stepped over (claim scans)
 };
 
 struct CaseResult {
@@ -369,6 +379,8 @@ struct CaseResult {
     double mariadb_cpu = 0;  // s of CPU of mariadbd
     double machine_busy = 0;  // % of one core, whole machine, over the run
     ServerCounters server;    // change over the run
+    // --probe-claims: the claim's time and pages, InnoDB's history length
+    std::vector<double> probe_ms, probe_pages, probe_history;
     bool ran = false;
     std::string note;
 
@@ -382,7 +394,7 @@ ServerCounters server_counters(Connection& conn) {
     auto rows = must(conn.query("SELECT VARIABLE_NAME, VARIABLE_VALUE FROM "
                                 "information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN "
                                 "('QUESTIONS', 'COM_COMMIT', 'INNODB_LOG_WRITES', "
-                                "'INNODB_DATA_FSYNCS')"),
+                                "'INNODB_DATA_FSYNCS', 'HANDLER_READ_NEXT')"),
                      "reading the server's status counters");
     ServerCounters c;
     for (const auto& row : rows) {
@@ -391,6 +403,7 @@ ServerCounters server_counters(Connection& conn) {
         if (row.text(0) == "COM_COMMIT") c.commits = v;
         if (row.text(0) == "INNODB_LOG_WRITES") c.log_writes = v;
         if (row.text(0) == "INNODB_DATA_FSYNCS") c.fsyncs = v;
+        if (row.text(0) == "HANDLER_READ_NEXT") c.index_next = v;
     }
     return c;
 }
@@ -409,6 +422,7 @@ struct CpuWindow {
         r.server.commits = now.commits - server_.commits;
         r.server.log_writes = now.log_writes - server_.log_writes;
         r.server.fsyncs = now.fsyncs - server_.fsyncs;
+        r.server.index_next = now.index_next - server_.index_next;
     }
     const Options& opt_;
     Connection& admin_;
@@ -487,7 +501,206 @@ CaseResult run_baseline(const Options& opt, const kiln::Config& cfg, Connection&
     return r;
 }
 
+// ---- 1b. SQL models of the worker's statements --------------------------------------------
+
+std::string placeholders(std::size_t n) {
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
+    return out;
+}
+
+// Per connection: claim up to `batch` jobs with kiln's own claim_jobs(), then record them all
+// as completed in one transaction, either with kiln's own record_outcomes() (two statements
+// per job: SELECT ... FOR UPDATE under the lease, UPDATE) or batched: one SELECT ... FOR UPDATE
+// and one UPDATE for the whole claim (all its jobs share the claim's lease token). Claiming and
+// recording alternate on one connection, where kiln-worker overlaps them on two: this isolates
+// what the statements cost from how the worker schedules them.
+CaseResult run_model(const Options& opt, const kiln::Config& cfg, Connection& admin, int threads,
+                     bool batched, int batch) {
+    CaseResult r;
+    r.name = batched ? "model: batched" : "model: per-job";
+    r.shape = fmt::format("{} conn{}", threads, threads == 1 ? "" : "s");
+    r.prefetch = fmt::format("{}/claim", batch);
+    r.jobs = opt.jobs;
+    reset_queue(admin);
+    enqueue(admin, "test.noop", opt.jobs);
+    progress(fmt::format("model: claim {} + record {}, {} connection(s)", batch,
+                         batched ? "batched" : "per job (record_outcomes)", threads));
+
+    std::vector<std::unique_ptr<Connection>> conns;
+    for (int i = 0; i < threads; ++i) {
+        conns.push_back(must(Connection::open(cfg.database), "connect"));
+    }
+    std::atomic<bool> failed{false};
+    std::string failure;
+    std::mutex failure_mutex;
+    CpuWindow window(opt, admin);
+    const auto self_cpu_before = own_cpu_seconds();
+    const auto started = Clock::now();
+    std::vector<std::thread> pool;
+    for (std::size_t t = 0; t < conns.size(); ++t) {
+        pool.emplace_back([&, conn = conns[t].get(), t] {
+            kiln::jobs::ClaimRequest request;
+            request.worker = fmt::format("model-{}", t);
+            request.types = {"test.noop"};
+            request.max_jobs = batch;
+            auto record_batched = [&](const std::vector<kiln::jobs::ClaimedJob>& jobs)
+                -> kiln::Result<> {
+                std::vector<Value> binds{jobs.front().lease_token};
+                for (const auto& j : jobs) binds.emplace_back(static_cast<std::int64_t>(j.seq));
+                if (auto b = conn->begin(); !b) return std::unexpected(b.error());
+                auto held_stmt = conn->prepare(fmt::format(
+                    "SELECT seq FROM jobs WHERE lease_token = ? AND status = 'running' AND seq "
+                    "IN ({}) FOR UPDATE",
+                    placeholders(jobs.size())));
+                if (!held_stmt) return std::unexpected(held_stmt.error());
+                auto held = (*held_stmt)->query(binds);
+                if (!held) return std::unexpected(held.error());
+                std::vector<Value> seqs;
+                for (const auto& row : *held) seqs.emplace_back(row.integer(0));
+                if (!seqs.empty()) {
+                    auto update = conn->prepare(fmt::format(
+                        "UPDATE jobs SET status = 'completed', progress = 100, step = NULL, "
+                        "error = NULL, worker = NULL, lease_token = NULL, lease_expires_at = NULL, "
+                        "finished_at = NOW(3), updated_at = NOW(3) WHERE seq IN ({})",
+                        placeholders(seqs.size())));
+                    if (!update) return std::unexpected(update.error());
+                    if (auto u = (*update)->execute(seqs); !u) return std::unexpected(u.error());
+                }
+                return conn->commit();
+            };
+            while (!failed) {
+                auto claimed = kiln::jobs::claim_jobs(*conn, request);
+                kiln::Result<> recorded;
+                if (claimed && claimed->empty()) return;
+                if (claimed && batched) {
+                    recorded = record_batched(*claimed);
+                    if (!recorded) conn->rollback();
+                } else if (claimed) {
+                    std::vector<kiln::jobs::Outcome> outcomes;
+                    for (const auto& j : *claimed) {
+                        kiln::jobs::Outcome o;
+                        o.seq = j.seq;
+                        o.id = j.id;
+                        o.lease_token = j.lease_token;
+                        o.attempt = j.attempt;
+                        o.max_attempts = j.max_attempts;
+                        outcomes.push_back(std::move(o));
+                    }
+                    auto applied = kiln::jobs::record_outcomes(*conn, outcomes);
+                    if (!applied) recorded = std::unexpected(applied.error());
+                }
+                const auto* error = !claimed ? &claimed.error()
+                                             : (!recorded ? &recorded.error() : nullptr);
+                if (error != nullptr) {
+                    std::lock_guard lock(failure_mutex);
+                    failure = error->describe();
+                    failed = true;
+                }
+            }
+        });
+    }
+    for (auto& th : pool) th.join();
+    r.wall_seconds = seconds_since(started);
+    r.worker_cpu = own_cpu_seconds() - self_cpu_before;
+    window.finish(r);
+    if (failed) die("model: " + failure);
+    r.check = verify(admin);
+    r.ran = true;
+    return r;
+}
+
+// ---- 1c. Process spawn baseline ------------------------------------------------------------
+
+// How fast this machine starts and reaps /bin/true with nothing else around it: 2 threads, each
+// spawning and waiting in a loop, with fork()+execve() (what core/process/child.cpp does) or
+// posix_spawn() (glibc: clone(CLONE_VM | CLONE_VFORK), no copy of the parent's page tables).
+// test.true cannot drain faster than this; the driver is a smaller process than kiln-worker, so
+// its fork() is, if anything, cheaper.
+CaseResult run_spawn(const Options& opt, Connection& admin, bool use_fork, int count) {
+    CaseResult r;
+    r.name = use_fork ? "spawn: fork+exec" : "spawn: posix_spawn";
+    r.shape = "2 threads";
+    r.prefetch = "-";
+    r.jobs = count;
+    progress(fmt::format("spawn baseline: {} x /bin/true with {}", count,
+                         use_fork ? "fork+execve" : "posix_spawn"));
+    rusage children_before{};
+    ::getrusage(RUSAGE_CHILDREN, &children_before);
+    CpuWindow window(opt, admin);
+    const auto self_cpu_before = own_cpu_seconds();
+    std::atomic<int> left{count};
+    std::atomic<bool> failed{false};
+    const auto started = Clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < 2; ++t) {
+        pool.emplace_back([&] {
+            char path[] = "/bin/true";
+            char* argv[] = {path, nullptr};
+            char* envp[] = {nullptr};
+            while (left.fetch_sub(1) > 0 && !failed) {
+                pid_t pid = 0;
+                if (use_fork) {
+                    pid = ::fork();
+                    if (pid == 0) {
+                        ::execve(path, argv, envp);
+                        ::_exit(127);
+                    }
+                } else if (::posix_spawn(&pid, path, nullptr, nullptr, argv, envp) != 0) {
+                    pid = -1;
+                }
+                int status = 0;
+                if (pid < 0 || ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+                    WEXITSTATUS(status) != 0) {
+                    failed = true;
+                }
+            }
+        });
+    }
+    for (auto& th : pool) th.join();
+    r.wall_seconds = seconds_since(started);
+    r.worker_cpu = own_cpu_seconds() - self_cpu_before;
+    rusage children_after{};
+    ::getrusage(RUSAGE_CHILDREN, &children_after);
+    auto seconds = [](const timeval& tv) {
+        return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+    };
+    r.child_cpu = seconds(children_after.ru_utime) + seconds(children_after.ru_stime) -
+                  seconds(children_before.ru_utime) - seconds(children_before.ru_stime);
+    window.finish(r);
+    if (failed) die("spawn baseline: /bin/true could not be run");
+    r.check.completed = count;  // nothing in the database to check
+    r.ran = true;
+    return r;
+}
+
 // ---- 2. Worker drains ------------------------------------------------------------------------
+
+// The claim as the server runs it now: time and pages touched by kiln's claim SELECT (locking,
+// SKIP LOCKED, in its own autocommit transaction, so the rows it locks are free again at once),
+// and InnoDB's history length. Rows a drain has moved on from stay in the claim index as
+// delete-marked entries until purge removes them, and every claim walks over them.
+void probe_claim(Connection& conn, CaseResult& r) {
+    auto rows = conn.query(
+        "ANALYZE FORMAT=JSON SELECT seq, id, owner, type, params, attempts, max_attempts FROM jobs "
+        "WHERE status = 'pending' AND run_at <= NOW(3) AND FIND_IN_SET(type, ?) > 0 "
+        "ORDER BY priority DESC, run_at, seq LIMIT 36 FOR UPDATE SKIP LOCKED",
+        {std::string("test.noop,test.true")});
+    if (!rows || rows->empty()) return;
+    const auto plan = nlohmann::json::parse(rows->front().text(0), nullptr, false);
+    if (plan.is_discarded()) return;
+    const auto& block = plan["query_block"];
+    r.probe_ms.push_back(block.value("r_total_time_ms", 0.0));
+    const auto& table = block["nested_loop"][0]["table"];
+    if (table.contains("r_engine_stats")) {
+        r.probe_pages.push_back(table["r_engine_stats"].value("pages_accessed", 0.0));
+    }
+    auto history = conn.query(
+        "SELECT `COUNT` FROM information_schema.INNODB_METRICS WHERE NAME = 'trx_rseg_history_len'");
+    if (history && !history->empty()) {
+        r.probe_history.push_back(static_cast<double>(history->front().integer(0)));
+    }
+}
 
 CaseResult run_drain(const Options& opt, Connection& admin, const std::string& type, int workers,
                      unsigned prefetch) {
@@ -514,8 +727,13 @@ CaseResult run_drain(const Options& opt, Connection& admin, const std::string& t
     std::int64_t last_left = opt.jobs;
     auto last_change = Clock::now();
     auto next_count = Clock::now() + 5s;
+    auto next_probe = Clock::now() + 500ms;
     while (true) {
         std::this_thread::sleep_for(50ms);
+        if (opt.probe_claims && Clock::now() >= next_probe) {
+            next_probe = Clock::now() + 500ms;
+            probe_claim(admin, r);
+        }
         if (scalar(admin, "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status IN "
                           "('pending', 'running') LIMIT 1) AS t") == 0) {
             break;
@@ -709,35 +927,49 @@ void report(const Options& opt, const std::vector<CaseResult>& cases,
                "vs base", "client cpu s", "child cpu s", "mariadb cpu s", "machine %",
                "check");
     const CaseResult* base = nullptr;
+    const CaseResult* spawn = nullptr;
     for (const auto& c : cases) {
         if (c.name == "baseline SQL loop" && c.shape != "1 conn") base = &c;
+        if (c.name == "spawn: posix_spawn") spawn = &c;
     }
     for (const auto& c : cases) {
-        const std::string ratio =
-            base != nullptr && base->rate() > 0 ? fmt::format("{:.2f}x", c.rate() / base->rate())
-                                                : "-";
+        const bool is_spawn = c.name.starts_with("spawn");
+        const std::string ratio = !is_spawn && base != nullptr && base->rate() > 0
+                                      ? fmt::format("{:.2f}x", c.rate() / base->rate())
+                                      : "-";
         fmt::print("{:<18} {:<13} {:>8} {:>6} {:>7.2f} {:>7.0f} {:>11.0f} {:>7} {:>12.2f} "
                    "{:>11.2f} {:>13.2f} {:>9.0f}  {}{}\n",
                    c.name, c.shape, c.prefetch, c.jobs, c.wall_seconds, c.rate(), c.row_rate(),
                    ratio, c.worker_cpu, c.child_cpu, c.mariadb_cpu, c.machine_busy,
-                   c.check.describe(c.jobs), c.note.empty() ? "" : "  (" + c.note + ")");
+                   is_spawn ? std::string("-") : c.check.describe(c.jobs),
+                   c.note.empty() ? "" : "  (" + c.note + ")");
     }
     fmt::print("\n{:<18} {:<13} {:>8} {:>9} {:>8} {:>10} {:>7} {:>11} {:>6} {:>7} {:>10} {:>6} "
-               "{:>9} {:>16}\n",
+               "{:>9} {:>10} {:>16}\n",
                "cost per job", "shape", "prefetch", "client us", "child us", "mariadb us",
                "cpu us", "2-CPU bound", "stmts", "commits", "log writes", "fsyncs",
-               "jobs/claim", "claim->done ms");
+               "jobs/claim", "index next", "claim->done ms");
     for (const auto& c : cases) {
         const double n = c.jobs;
         const double cpu_us = (c.worker_cpu + c.child_cpu + c.mariadb_cpu) / n * 1e6;
         fmt::print("{:<18} {:<13} {:>8} {:>9.0f} {:>8.0f} {:>10.0f} {:>7.0f} {:>11.0f} {:>6.2f} "
-                   "{:>7.3f} {:>10.3f} {:>6.3f} {:>9.1f} {:>16}\n",
+                   "{:>7.3f} {:>10.3f} {:>6.3f} {:>9.1f} {:>10.1f} {:>16}\n",
                    c.name, c.shape, c.prefetch, c.worker_cpu / n * 1e6, c.child_cpu / n * 1e6,
                    c.mariadb_cpu / n * 1e6, cpu_us,
                    cpu_us > 0 ? std::thread::hardware_concurrency() * 1e6 / cpu_us : 0.0,
                    c.server.statements / n, c.server.commits / n, c.server.log_writes / n,
                    c.server.fsyncs / n, c.check.claims > 0 ? n / static_cast<double>(c.check.claims) : 0.0,
+                   c.server.index_next / n,
                    fmt::format("{:.0f} / {:.0f}", c.check.in_flight_p50, c.check.in_flight_max));
+    }
+    for (const auto& c : cases) {
+        if (c.probe_ms.empty()) continue;
+        fmt::print("claim probe {:<10} {:<13} {:>8}: {} probes, time p50 {:.2f} ms max {:.2f} ms, "
+                   "pages p50 {:.0f} max {:.0f}, history length p50 {:.0f} max {:.0f}\n",
+                   c.name, c.shape, c.prefetch, c.probe_ms.size(), percentile(c.probe_ms, 0.5),
+                   percentile(c.probe_ms, 1.0), percentile(c.probe_pages, 0.5),
+                   percentile(c.probe_pages, 1.0), percentile(c.probe_history, 0.5),
+                   percentile(c.probe_history, 1.0));
     }
     fmt::print("  jobs/s: from the start of the workers (the first claim, for the baseline) until "
                "no job is left pending or running (polled every 50 ms); rows jobs/s: first started_at to last "
@@ -746,8 +978,13 @@ void report(const Options& opt, const std::vector<CaseResult>& cases,
                "over the run, in % of one core (other users of the machine included).\n"
                "  cpu us: client + child + mariadb CPU per job; 2-CPU bound: the jobs/s that CPU "
                "cost allows on this machine's CPUs if nothing else ran (latency-bound waits "
-               "ignored).\n  stmts, commits, log fsyncs: the server's Questions, Com_commit and "
-               "Innodb_os_log_fsyncs per job.\n");
+               "ignored).\n  stmts, commits, log writes, fsyncs: the server's Questions, Com_commit, "
+               "Innodb_log_writes and Innodb_data_fsyncs per job.\n  jobs/claim: jobs per "
+               "distinct started_at (one per claim statement; approximate with several workers).\n"
+               "  index next: Handler_read_next per job, index entries the server stepped through "
+               "(claims walking over delete-marked entries not yet purged).\n"
+               "  claim->done ms: finished_at - started_at, p50 / max: how long a claimed job "
+               "waited to run and to be recorded.\n");
     if (latency && latency->ran) {
         fmt::print("\npick-up latency at idle ({} test.noop jobs via POST {}/api/v1/jobs, {} ms "
                    "apart, 1 worker x {} slots, prefetch 0):\n",
@@ -777,10 +1014,14 @@ void report(const Options& opt, const std::vector<CaseResult>& cases,
                            base->shape, base->rate(), c.rate() / base->rate());
             }
         } else if (c.name == "test.true") {
-            fmt::print("  {} test.true {} (prefetch {}) >= 1000 jobs/s: {:.0f}\n",
-                       verdict(c.rate() >= 1000), c.shape, c.prefetch, c.rate());
+            fmt::print("  {} test.true {} (prefetch {}) >= 1000 jobs/s: {:.0f}{}\n",
+                       verdict(c.rate() >= 1000), c.shape, c.prefetch, c.rate(),
+                       spawn != nullptr && spawn->rate() > 0
+                           ? fmt::format(" ({:.2f}x of the posix_spawn loop's {:.0f}/s)",
+                                         c.rate() / spawn->rate(), spawn->rate())
+                           : "");
         }
-        if (c.name != "baseline SQL loop" && !c.check.ok(c.jobs)) {
+        if (c.name != "baseline SQL loop" && !c.name.starts_with("spawn") && !c.check.ok(c.jobs)) {
             fmt::print("  MISS {} {}: {}\n", c.name, c.shape, c.check.describe(c.jobs));
         }
     }
@@ -819,10 +1060,12 @@ int main(int argc, char** argv) {
     cli.add_option("--slots", opt.slots, "slots per worker")->check(CLI::Range(1, 256));
     cli.add_option("--latency-jobs", opt.latency_jobs)->check(CLI::Range(1, 100000));
     cli.add_option("--latency-gap-ms", opt.latency_gap_ms)->check(CLI::Range(0, 10000));
-    cli.add_option("--phases", opt.phases, "baseline,drain,latency")->delimiter(',');
+    cli.add_option("--phases", opt.phases, "baseline,model,spawn,drain,latency")->delimiter(',');
     cli.add_option("--types", opt.types, "converters to drain")->delimiter(',');
     cli.add_option("--workers", opt.worker_counts, "worker counts to drain with")->delimiter(',');
     cli.add_option("--mariadb-pid", opt.mariadb_pid, "mariadbd's pid, for its CPU time");
+    cli.add_flag("--probe-claims", opt.probe_claims,
+                 "during drains, time the claim with ANALYZE every 500 ms");
     CLI11_PARSE(cli, argc, argv);
     if (prefetches.empty()) prefetches.push_back(opt.prefetch);
 
@@ -840,6 +1083,16 @@ int main(int argc, char** argv) {
             if (opt.baseline_single_jobs > 0) {
                 cases.push_back(run_baseline(opt, cfg, *admin, 1, opt.baseline_single_jobs));
             }
+        }
+        if (wants(opt, "model")) {
+            for (bool batched : {false, true}) {
+                cases.push_back(run_model(opt, cfg, *admin, 1, batched, 32));
+                cases.push_back(run_model(opt, cfg, *admin, 4, batched, 32));
+            }
+        }
+        if (wants(opt, "spawn")) {
+            cases.push_back(run_spawn(opt, *admin, true, 5000));
+            cases.push_back(run_spawn(opt, *admin, false, 5000));
         }
         if (wants(opt, "drain")) {
             for (const auto& type : opt.types) {

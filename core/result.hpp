@@ -9,7 +9,7 @@
 namespace kiln {
 
 // Stable error codes. Each HTTP-facing code maps to exactly one problem response
-// (see core/http/problem.hpp); the others are internal and surface as 503/500-free fallbacks.
+// (see core/http/response.hpp); the others are internal and surface as 503/500-free fallbacks.
 enum class ErrorCode {
     invalid_request,         // 400
     unauthorized,            // 401

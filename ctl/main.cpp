@@ -1,5 +1,4 @@
-// kilnctl: the admin CLI. Schema migrations and API tokens for now; jobs, workers and purge
-// commands join it as their issues land.
+// kilnctl: the admin CLI: schema migrations, API tokens, cancel, retry and purge.
 
 #include <iostream>
 
@@ -11,6 +10,7 @@
 #include "core/db/migrate.hpp"
 #include "core/jobs/control.hpp"
 #include "core/jobs/retention.hpp"
+#include "core/jobs/wakeup.hpp"
 
 namespace {
 
@@ -98,6 +98,7 @@ int main(int argc, char** argv) {
         }
         if (!retry_id.empty()) {
             if (auto r = jobs::retry_job(**conn, admin_viewer, retry_id); !r) return report(r.error());
+            jobs::WakeupSender(config->wakeup_dir).notify();
             std::cout << "pending again\n";
             return 0;
         }
@@ -108,6 +109,7 @@ int main(int argc, char** argv) {
         }
         auto n = jobs::retry_failed(**conn, retry_type, *window);
         if (!n) return report(n.error());
+        jobs::WakeupSender(config->wakeup_dir).notify();
         std::cout << *n << " jobs pending again\n";
         return 0;
     }

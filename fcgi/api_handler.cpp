@@ -100,7 +100,9 @@ http::Response ApiHandler::route(http::Request& request) {
         if (request.method != "POST") return method_not_allowed("POST");
         const std::string id(parts[3]);
         result = parts[4] == "cancel" ? cancel_job(ctx, id) : retry_job(ctx, id);
-    } else if (collection == "jobs" && parts.size() >= 4 && parts.size() <= 6) {
+    } else if (collection == "jobs" && parts.size() >= 4 && parts.size() <= 6 &&
+               (parts.size() == 4 || parts[4] == "sources" || parts[4] == "results" ||
+                parts[4] == "logs")) {
         if (!get) return method_not_allowed("GET, HEAD");
         const std::string id(parts[3]);
         if (parts.size() == 4) {

@@ -371,7 +371,12 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     }
     auto created = jobs::create_job(ctx.db, job);
     if (!created) {
-        if (staging) staging->discard_committed();
+        // With the connection lost mid-transaction the row may have been committed: keep the
+        // files (the purge's orphan sweep removes them if it was not). Any other failure
+        // rolled back, so the files go.
+        if (staging && created.error().code != ErrorCode::unavailable) {
+            staging->discard_committed();
+        }
         if (created.error().native == "duplicate") {
             // A concurrent request with the same key won the race.
             auto seen = jobs::find_idempotency_key(ctx.db, job.owner, job.idempotency_key);

@@ -3,6 +3,9 @@
 -- Set by POST /cancel on a running job; its worker sees it within a second and kills it.
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
 
+-- Files keep the order they were uploaded (or declared) in: {input} is the first one.
+ALTER TABLE job_files ADD COLUMN IF NOT EXISTS ordinal SMALLINT UNSIGNED NOT NULL DEFAULT 0;
+
 -- Purge: finished jobs by age.
 ALTER TABLE jobs ADD INDEX IF NOT EXISTS jobs_finished (status, finished_at);
 

@@ -77,13 +77,13 @@ public:
         : def_(def), running_(running), job_(running.job()), storage_(storage), limits_(limits),
           magic_(magic) {
         workdir_ = storage.root() / "tmp" / fmt::format("work-{}-{}", job_.id, job_.attempt);
-        log_file_ = storage.root() / "tmp" / fmt::format("log-{}-{}.log", job_.id, job_.attempt);
+        // Inside the work directory, so its lock covers it; outputs never start with '.'.
+        log_file_ = workdir_ / ".kiln-attempt.log";
     }
 
     ~Attempt() {
         std::error_code ec;
         fs::remove_all(workdir_, ec);
-        fs::remove(log_file_, ec);
     }
 
     // Completed (results staged, published when the outcome is recorded) or an error message
@@ -94,6 +94,9 @@ public:
         if (!fs::create_directories(workdir_, ec) || ec) {
             return fail_errno("mkdir(" + workdir_.string() + ")", ec.value());
         }
+        auto lock = storage::DirectoryLock::acquire(workdir_);
+        if (!lock) return std::unexpected(lock.error());
+        workdir_lock_.emplace(std::move(*lock));
         std::vector<std::string> outputs;
         for (const auto& o : def_.run.outputs) {
             auto name = converters::expand_output_name(o, job_.params);
@@ -129,12 +132,20 @@ public:
         return publish(outputs);
     }
 
+    // logs/{job}/attempt-001.log, -002, ...: numbered by the logs already there, so a job
+    // retried with fresh attempts keeps its earlier logs, and names sort in order.
     void keep_log() {
         std::error_code ec;
-        if (!fs::exists(log_file_, ec)) return;
+        // A program that printed nothing leaves no log (and no logs/{job}/ directory).
+        if (!fs::exists(log_file_, ec) || fs::file_size(log_file_, ec) == 0) return;
         fs::path dir = storage_.root() / "logs" / job_.id;
         fs::create_directories(dir, ec);
-        fs::rename(log_file_, dir / fmt::format("attempt-{}.log", job_.attempt), ec);
+        std::size_t existing = 0;
+        for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+             it.increment(ec)) {
+            ++existing;
+        }
+        fs::rename(log_file_, dir / fmt::format("attempt-{:03}.log", existing + 1), ec);
     }
 
 private:
@@ -232,6 +243,7 @@ private:
     // empty output fails the attempt.
     Result<Staged> publish(const std::vector<std::string>& outputs) {
         Staged staged;
+        if (outputs.empty()) return staged;
         auto& results = staged.results;
         auto staging = storage_.stage(storage::Area::results, job_.id);
         if (!staging) return std::unexpected(staging.error());
@@ -265,6 +277,7 @@ private:
     magic::Detector& magic_;
     fs::path workdir_;
     fs::path log_file_;
+    std::optional<storage::DirectoryLock> workdir_lock_;
 };
 
 // The in-process test converter: waits sleep_ms (or until stopped), fails when asked to.
@@ -298,6 +311,9 @@ jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& runn
         result = fail(ErrorCode::config, "this worker has no converter named " + job.type);
     } else if (def->run.builtin == "noop") {
         result = run_noop(job, running);
+    } else if (!def->run.builtin.empty()) {
+        result = fail(ErrorCode::config, "this worker has no builtin converter named '" +
+                                             def->run.builtin + "'");
     } else if (def->run.steps.empty()) {
         result = fail(ErrorCode::config, job.type + " has no [run] section to run");
     } else {

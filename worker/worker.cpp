@@ -147,6 +147,7 @@ Result<> Worker::run() {
                                          {"outcome", outcome_name(outcome.kind)}};
                 if (!outcome.error.empty()) fields["error"] = outcome.error.substr(0, 300);
                 log::info("job finished", std::move(fields));
+                average_run_ms_ = 0.9 * average_run_ms_.load() + 0.1 * static_cast<double>(ms);
                 recorder_.submit(std::move(outcome));
                 {
                     std::lock_guard lock(mutex_);
@@ -204,7 +205,11 @@ void Worker::dispatch_loop() {
     const auto watchdog = util::watchdog_interval();
     auto last_watchdog = Clock::now();
     auto interval = poll_min;
-    const std::size_t capacity = config_.worker.slots + config_.worker.prefetch;
+    // Jobs under ~20 ms (no-ops, tiny conversions) finish faster than a claim round trip:
+    // claiming a batch ahead keeps the slots busy. Longer jobs claim only for free slots (plus
+    // worker.prefetch), so a job never waits here while another worker is idle.
+    constexpr double short_job_ms = 20.0;
+    constexpr std::size_t short_job_prefetch = 48;
 
     while (true) {
         std::size_t free = 0;
@@ -222,6 +227,11 @@ void Worker::dispatch_loop() {
                 }
                 if (busy_ == 0) return;
             } else {
+                std::size_t ahead = config_.worker.prefetch;
+                if (average_run_ms_.load() < short_job_ms) {
+                    ahead = std::max(ahead, short_job_prefetch);
+                }
+                const std::size_t capacity = config_.worker.slots + ahead;
                 free = capacity - std::min(capacity, busy_ + queue_.size());
             }
         }

@@ -7,6 +7,7 @@
 // grows from poll_min to poll_max while the queue stays empty, so jobs created by a kiln-api on
 // another host (no datagram) are found within poll_max.
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -67,6 +68,9 @@ private:
     std::deque<std::shared_ptr<RunningJob>> queue_;
     std::map<std::uint64_t, std::shared_ptr<RunningJob>> active_;
     std::size_t busy_ = 0;
+    // Moving average of how long jobs take here. Very short jobs make claiming the bottleneck,
+    // so the dispatcher then claims ahead of free slots (see dispatch_loop).
+    std::atomic<double> average_run_ms_{1000.0};
     bool stopping_ = false;
     std::chrono::steady_clock::time_point stop_deadline_{};
 };

@@ -6,6 +6,7 @@
 // reconnects on next use); any other server error with ErrorCode::internal, native set to
 // "errno/sqlstate" (e.g. "1213/40001" for a deadlock, see is_retryable()).
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -108,7 +109,9 @@ private:
 class Session final {
 public:
     explicit Session(DatabaseConfig config) : config_(std::move(config)) {}
-    // The live connection, connecting first when there is none or the last one broke.
+    // The live connection, connecting first when there is none or the last one broke. A
+    // connection idle for more than a second is pinged first: after a database restart it is
+    // dead without anyone having noticed, and the request must not be the one to find out.
     [[nodiscard]] Result<Connection*> get();
     // Drops the connection if `error` says it is gone, so the next get() reconnects.
     void note(const Error& error);
@@ -116,6 +119,7 @@ public:
 private:
     DatabaseConfig config_;
     std::unique_ptr<Connection> connection_;
+    std::chrono::steady_clock::time_point last_used_{};
 };
 
 // True for errors worth repeating the transaction for: deadlock (1213), lock wait timeout (1205).

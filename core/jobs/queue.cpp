@@ -83,7 +83,7 @@ Result<std::vector<ClaimedJob>> claim_once(db::Connection& conn, const ClaimRequ
 
     const std::string files_sql = fmt::format(
         "SELECT job_seq, name, original_name, size, content_type, sha256 FROM job_files "
-        "WHERE kind = 'source' AND job_seq IN ({}) ORDER BY job_seq, created_at, name",
+        "WHERE kind = 'source' AND job_seq IN ({}) ORDER BY job_seq, ordinal, name",
         placeholders(jobs.size()));
     auto files_stmt = conn.prepare(files_sql);
     if (!files_stmt) return std::unexpected(files_stmt.error());
@@ -145,14 +145,15 @@ Result<bool> record_completion(db::Connection& conn, const Outcome& o) {
         "finished_at = NOW(3), updated_at = NOW(3) WHERE seq = ?",
         {seq});
     if (!affected) return std::unexpected(affected.error());
+    std::int64_t ordinal = 0;
     for (const auto& f : o.results) {
         auto r = conn.execute(
             "INSERT INTO job_files (job_seq, kind, name, original_name, size, content_type, "
-            "sha256, created_at) VALUES (?, 'result', ?, ?, ?, ?, ?, NOW(3)) "
+            "sha256, created_at, ordinal) VALUES (?, 'result', ?, ?, ?, ?, ?, NOW(3), ?) "
             "ON DUPLICATE KEY UPDATE size = VALUES(size), content_type = VALUES(content_type), "
             "sha256 = VALUES(sha256), created_at = VALUES(created_at)",
             {seq, f.name, f.original_name, static_cast<std::int64_t>(f.size), f.content_type,
-             f.sha256});
+             f.sha256, ordinal++});
         if (!r) return std::unexpected(r.error());
     }
     return true;

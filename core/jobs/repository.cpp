@@ -60,14 +60,18 @@ void attach_file(Job& job, const db::Row& row) {
     (row.text(0) == "source" ? job.sources : job.results).push_back(read_file(row, 1));
 }
 
-Result<std::int64_t> queue_position(db::Connection& conn, std::uint64_t seq) {
+Result<std::int64_t> queue_position(db::Connection& conn, int priority,
+                                    const std::string& run_at_sql, std::uint64_t seq) {
     // Jobs that a worker would claim before this one: higher priority, or same priority and
-    // earlier in (run_at, seq). Served by the jobs_claim index.
+    // earlier in (run_at, seq). Three range counts on the jobs_claim index (a self-join made
+    // MariaDB evaluate the OR per row: 4x slower on a long queue).
+    const std::int64_t p = priority;
     auto rows = conn.query(
-        "SELECT COUNT(*) FROM jobs j JOIN (SELECT priority, run_at, seq FROM jobs WHERE seq = ?) "
-        "me WHERE j.status = 'pending' AND (j.priority > me.priority OR (j.priority = "
-        "me.priority AND (j.run_at < me.run_at OR (j.run_at = me.run_at AND j.seq < me.seq))))",
-        {static_cast<std::int64_t>(seq)});
+        "SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND priority > ?) + "
+        "(SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND priority = ? AND run_at < ?) + "
+        "(SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND priority = ? AND run_at = ? "
+        "AND seq < ?)",
+        {p, p, run_at_sql, p, run_at_sql, static_cast<std::int64_t>(seq)});
     if (!rows) return std::unexpected(rows.error());
     return rows->empty() ? 0 : rows->front().integer(0);
 }
@@ -121,12 +125,13 @@ Result<Job> create_job(db::Connection& conn, const NewJob& in) {
             return rollback_on_error(key.error());
         }
     }
+    std::int64_t ordinal = 0;
     for (const auto& f : in.sources) {
         auto r = conn.execute(
             "INSERT INTO job_files (job_seq, kind, name, original_name, size, content_type, "
-            "sha256, created_at) VALUES (?, 'source', ?, ?, ?, ?, ?, ?)",
+            "sha256, created_at, ordinal) VALUES (?, 'source', ?, ?, ?, ?, ?, ?, ?)",
             {seq, f.name, f.original_name, static_cast<std::int64_t>(f.size), f.content_type,
-             f.sha256, ts});
+             f.sha256, ts, ordinal++});
         if (!r) return rollback_on_error(r.error());
     }
     if (auto r = conn.commit(); !r) return rollback_on_error(r.error());
@@ -141,7 +146,7 @@ Result<Job> create_job(db::Connection& conn, const NewJob& in) {
     job.max_attempts = in.max_attempts;
     job.created_at = job.updated_at = job.run_at = util::format_rfc3339(now);
     job.sources = in.sources;
-    auto position = queue_position(conn, job.seq);
+    auto position = queue_position(conn, job.priority, ts, job.seq);
     if (position) job.position_in_queue = *position;
     return job;
 }
@@ -166,16 +171,17 @@ Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,
     if (!rows) return std::unexpected(rows.error());
     if (rows->empty()) return std::optional<Job>{};
     Job job = read_job(rows->front());
+    const std::string run_at_sql = rows->front().text(16);
 
     auto files = conn.query(
         "SELECT kind, name, original_name, size, content_type, sha256 FROM job_files "
-        "WHERE job_seq = ? ORDER BY kind, created_at, name",
+        "WHERE job_seq = ? ORDER BY kind, ordinal, name",
         {static_cast<std::int64_t>(job.seq)});
     if (!files) return std::unexpected(files.error());
     for (const auto& row : *files) attach_file(job, row);
 
     if (job.status == JobStatus::pending) {
-        auto position = queue_position(conn, job.seq);
+        auto position = queue_position(conn, job.priority, run_at_sql, job.seq);
         if (!position) return std::unexpected(position.error());
         job.position_in_queue = *position;
     }
@@ -191,7 +197,7 @@ Result<JobPage> list_jobs(db::Connection& conn, const Viewer& viewer, const List
     static const std::string files_sql = fmt::format(
         "SELECT f.kind, f.name, f.original_name, f.size, f.content_type, f.sha256, f.job_seq "
         "FROM job_files f JOIN (SELECT seq FROM jobs WHERE {} ORDER BY seq DESC LIMIT ?) j "
-        "ON f.job_seq = j.seq ORDER BY f.kind, f.created_at, f.name",
+        "ON f.job_seq = j.seq ORDER BY f.kind, f.ordinal, f.name",
         where);
 
     db::Value status = filter.status ? db::Value(std::string(to_string(*filter.status)))

@@ -51,6 +51,8 @@ Result<std::uint64_t> sweep_orphans(db::Connection& conn, const storage::Storage
         std::error_code ec;
         for (const auto& entry : fs::directory_iterator(storage.root() / area, ec)) {
             if (!older_than(entry.path(), age)) continue;
+            // Published but its row not yet committed: the uploader still holds the lock.
+            if (storage::DirectoryLock::held_elsewhere(entry.path())) continue;
             auto rows = conn.query("SELECT 1 FROM jobs WHERE id = ?",
                                    {entry.path().filename().string()});
             if (!rows) return std::unexpected(rows.error());
@@ -67,6 +69,8 @@ std::uint64_t sweep_staging(const storage::Storage& storage, std::chrono::second
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(storage.root() / "tmp", ec)) {
         if (!older_than(entry.path(), age)) continue;
+        // An upload or a conversion in progress, however long it has been quiet.
+        if (storage::DirectoryLock::held_elsewhere(entry.path())) continue;
         fs::remove_all(entry.path(), ec);
         ++removed;
     }

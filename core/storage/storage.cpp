@@ -1,6 +1,7 @@
 #include "core/storage/storage.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,8 +108,21 @@ Result<std::string> FileWriter::finish() {
 
 // ---- Staging ---------------------------------------------------------------------------------
 
-Staging::Staging(fs::path dir, fs::path final_dir)
-    : dir_(std::move(dir)), final_dir_(std::move(final_dir)) {}
+Result<DirectoryLock> DirectoryLock::acquire(const fs::path& dir) {
+    util::UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) return fail_errno("open(" + dir.string() + ")", errno);
+    if (::flock(fd.get(), LOCK_EX) != 0) return fail_errno("flock(" + dir.string() + ")", errno);
+    return DirectoryLock(std::move(fd));
+}
+
+bool DirectoryLock::held_elsewhere(const fs::path& dir) {
+    util::UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) return false;
+    return ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+}
+
+Staging::Staging(fs::path dir, fs::path final_dir, DirectoryLock lock)
+    : dir_(std::move(dir)), final_dir_(std::move(final_dir)), lock_(std::move(lock)) {}
 
 Staging::~Staging() {
     if (!committed_) {
@@ -175,7 +189,12 @@ Result<std::unique_ptr<Staging>> Storage::stage(Area area, std::string_view job)
                    (std::string(to_string(area)) + "-" + std::string(job) + "-" +
                     util::base64url_encode(util::random_bytes(6)));
     if (::mkdir(dir.c_str(), 0750) != 0) return fail_errno("mkdir(" + dir.string() + ")", errno);
-    return std::make_unique<Staging>(dir, root_ / to_string(area) / job);
+    auto lock = DirectoryLock::acquire(dir);
+    if (!lock) {
+        ::rmdir(dir.c_str());
+        return std::unexpected(lock.error());
+    }
+    return std::make_unique<Staging>(dir, root_ / to_string(area) / job, std::move(*lock));
 }
 
 fs::path Storage::path_of(Area area, std::string_view job, std::string_view name) const {

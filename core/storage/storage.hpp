@@ -40,10 +40,26 @@ private:
     std::uint64_t size_ = 0;
 };
 
-// A job's files being staged in tmp/. Removed on destruction unless committed.
+// An exclusive flock(2) on a directory for as long as the object lives: marks a staging or work
+// directory as in use, so the purge's sweep never removes it, however old its mtime.
+class DirectoryLock final {
+public:
+    // Fails with io when the directory cannot be opened.
+    static Result<DirectoryLock> acquire(const std::filesystem::path& dir);
+    // True when another process (or object) holds the lock.
+    static bool held_elsewhere(const std::filesystem::path& dir);
+
+private:
+    explicit DirectoryLock(util::UniqueFd fd) : fd_(std::move(fd)) {}
+    util::UniqueFd fd_;
+};
+
+// A job's files being staged in tmp/. Removed on destruction unless committed. Locked (see
+// DirectoryLock) until destroyed, also after the commit renamed it into place: the window
+// between publishing the files and committing the row is never swept.
 class Staging final {
 public:
-    Staging(std::filesystem::path dir, std::filesystem::path final_dir);
+    Staging(std::filesystem::path dir, std::filesystem::path final_dir, DirectoryLock lock);
     ~Staging();
     Staging(const Staging&) = delete;
     Staging& operator=(const Staging&) = delete;
@@ -63,6 +79,7 @@ public:
 private:
     std::filesystem::path dir_;
     std::filesystem::path final_dir_;
+    DirectoryLock lock_;
     bool committed_ = false;
 };
 

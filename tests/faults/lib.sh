@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash source-path=SCRIPTDIR/../..
 # What the fault-injection scenarios share. Each scenario is one executable test that starts a
 # private stack of its own (MariaDB, kiln-api, nginx; no stack workers) under
 # $KILN_FAULTS_VAR/faults-N on port $KILN_FAULTS_PORT_BASE+N, starts the workers itself so that
@@ -11,13 +11,14 @@
 
 set -euo pipefail
 
-# shellcheck source=../../scripts/lib/common.sh
+# shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
-# shellcheck source=../../scripts/lib/stack.sh
+# shellcheck source=scripts/lib/stack.sh
 source "$KILN_ROOT/scripts/lib/stack.sh"
-# shellcheck source=../../scripts/lib/config.sh
+# shellcheck source=scripts/lib/config.sh
 source "$KILN_ROOT/scripts/lib/config.sh"
 
+# shellcheck disable=SC2034  # for the scenarios
 FAULTS_DIR=$KILN_ROOT/tests/faults
 FAULTS_BACKGROUND=()  # pids of this script's client loops, ended on exit
 FAULTS_FAILURES=()    # one line per failed check, printed at the end
@@ -68,6 +69,7 @@ faults_on_exit() {
 
 # The private stack without workers: the repository's converters plus the extra definition
 # directories given as arguments.
+# shellcheck disable=SC2120  # the arguments are optional
 faults_start_stack() {
     KILN_WORKERS=0 start_stack "$KILN_ROOT/converters" "$KILN_ROOT/tests/converters" \
         "$KILN_ROOT/tests/converters-controlled" "$@"
@@ -128,18 +130,22 @@ start_worker() {
 signal_worker() {
     local pid
     pid=$(pid_of "$1") || die "no pid file for $1"
+    # A SIGKILLed job makes bash print "Killed" whenever it notices; nobody waits for its status.
+    [[ $2 != KILL ]] || disown "$pid" 2>/dev/null || true
     kill "-$2" "$pid"
 }
 
 # wait_worker_exit NAME SECONDS: waits for the worker (a child of this shell) to exit and sets
-# FAULTS_EXIT to its exit status, or to "timeout" (the worker is then killed).
+# FAULTS_EXIT to its exit status (127 after SIGKILL: nobody waits for it), or to "timeout" (the
+# worker is then killed).
+# shellcheck disable=SC2034  # FAULTS_EXIT is for the caller
 wait_worker_exit() {
     local pid deadline=$(($(now_us) + $2 * 1000000))
     pid=$(pid_of "$1") || die "no pid file for $1"
     while proc_alive "$pid"; do
         if (($(now_us) >= deadline)); then
             kill -KILL "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
+            { wait "$pid"; } 2>/dev/null || true
             rm -f "$KILN_VAR/run/$1.pid"
             FAULTS_EXIT=timeout
             return 0
@@ -147,25 +153,27 @@ wait_worker_exit() {
         sleep 0.05
     done
     FAULTS_EXIT=0
-    wait "$pid" 2>/dev/null || FAULTS_EXIT=$?
+    # Braces, so that bash's "Killed" job notice goes to /dev/null as well.
+    { wait "$pid"; } 2>/dev/null || FAULTS_EXIT=$?
     rm -f "$KILN_VAR/run/$1.pid"
 }
 
 # --- Clients -----------------------------------------------------------------------------------
 
-# post_jobs WANT OUT BODY: POSTs BODY (JSON) to /api/v1/jobs until WANT jobs were acknowledged
-# with 201 (at most 50 tries per job), one line per request to OUT:
+# post_jobs WANT OUT CURL_ARGS...: POSTs to /api/v1/jobs with the given body arguments (a JSON
+# --data or multipart -F fields) until WANT jobs were acknowledged with 201 (at most 50 tries per
+# job), one line per request to OUT:
 #   STATUS SECONDS JOB_ID|- END_US VERDICT
 # VERDICT is ok, or for a 503 "problem" when it lacks Retry-After or the code unavailable.
 # curl gives up after 5 s (status 000): a hanging request is an answer of its own.
 post_jobs() {
-    local want=$1 out=$2 body=$3 got=0 tries=0 reply status seconds id verdict
+    local want=$1 out=$2 got=0 tries=0 reply status seconds id verdict
+    shift 2
     local headers=$out.headers response=$out.body
     while ((got < want && tries < want * 50)); do
         tries=$((tries + 1))
         reply=$(curl -sS -D "$headers" -o "$response" -w '%{http_code} %{time_total}' \
-            --max-time 5 -H "Authorization: Bearer $FAULTS_TOKEN" \
-            -H 'Content-Type: application/json' --data "$body" \
+            --max-time 5 -H "Authorization: Bearer $FAULTS_TOKEN" "$@" \
             "$KILN_URL/api/v1/jobs" 2>/dev/null) || true
         status=${reply%% *}
         seconds=${reply#* }
@@ -184,15 +192,16 @@ post_jobs() {
     done
 }
 
-# start_posting LOOPS TOTAL PREFIX BODY: LOOPS background post_jobs sharing TOTAL jobs, writing
-# PREFIX.N; their pids are in FAULTS_POSTERS.
+# start_posting LOOPS TOTAL PREFIX CURL_ARGS...: LOOPS background post_jobs sharing TOTAL jobs,
+# writing PREFIX-N.answers; their pids are added to FAULTS_POSTERS.
+FAULTS_POSTERS=()
 start_posting() {
-    local loops=$1 total=$2 prefix=$3 body=$4 i share
-    FAULTS_POSTERS=()
+    local loops=$1 total=$2 prefix=$3 i share
+    shift 3
     for ((i = 0; i < loops; i++)); do
         share=$((total / loops + (i < total % loops ? 1 : 0)))
-        : >"$prefix.$i"
-        post_jobs "$share" "$prefix.$i" "$body" 9>&- &
+        : >"$prefix-$i.answers"
+        post_jobs "$share" "$prefix-$i.answers" "$@" 9>&- &
         FAULTS_POSTERS+=("$!")
         FAULTS_BACKGROUND+=("$!")
     done
@@ -207,9 +216,14 @@ posters_done() {
     return 0
 }
 
-# acknowledged_ids PREFIX: the ids of the 201 answers in PREFIX.*, one a line.
+# answers PREFIX: every answer line of the posters of PREFIX.
+answers() {
+    cat "$1"-*.answers
+}
+
+# acknowledged_ids PREFIX: the ids of the 201 answers of the posters of PREFIX, one a line.
 acknowledged_ids() {
-    cat "$1".[0-9]* | awk '$1 == 201 { print $3 }'
+    answers "$1" | awk '$1 == 201 { print $3 }'
 }
 
 # --- Worker logs -------------------------------------------------------------------------------
@@ -232,4 +246,103 @@ worker_runs() {
 lease_losses() {
     awk 'match($0, /"msg":"lease lost[^"]*"/) && match($0, /"job":"[0-9a-z]+"/) {
         print substr($0, RSTART + 7, RLENGTH - 8), FILENAME }' "$@"
+}
+
+# count_jobs ACKNOWLEDGED JOBS_TSV LOG...: the counts line of a scenario without SIGKILLs, where
+# every run that a worker finished must have been recorded. ACKNOWLEDGED holds the ids answered
+# with 201, JOBS_TSV "ID STATUS ATTEMPTS" rows of the jobs table, the LOGs are the workers'.
+#   lost        acknowledged, and not completed in the end (or no row at all)
+#   duplicated  more than one run of the job finished as completed, not counting runs of a
+#               worker that logged losing the job's lease (fenced: its outcome was discarded)
+#   phantom     completed with no finished run in any worker's log
+#   executions  runs finished as completed; fenced: those of fenced workers
+count_jobs() {
+    local acked=$1 jobs=$2
+    shift 2
+    worker_runs "$@" >"$FAULTS_OUT/finished"
+    lease_losses "$@" >"$FAULTS_OUT/fenced"
+    awk -v ackf="$acked" -v jobsf="$jobs" -v finf="$FAULTS_OUT/finished" \
+        -v fencef="$FAULTS_OUT/fenced" '
+        FILENAME == ackf { acked[$1] = 1; next }
+        FILENAME == jobsf { status[$1] = $2; next }
+        FILENAME == fencef { fenced_in[$1, $2] = 1; next }
+        FILENAME == finf {
+            if ($3 != "completed") next
+            executions++
+            if (($1, $4) in fenced_in) fenced++; else runs[$1]++
+            next
+        }
+        END {
+            for (j in acked) {
+                created++
+                if (status[j] == "completed") completed++
+                else { lost++; if (lost <= 5) print "lost job " j " status " status[j] > "/dev/stderr" }
+                if (runs[j] > 1) {
+                    duplicated++
+                    if (duplicated <= 5) print "duplicated job " j ": " runs[j] " recorded runs" > "/dev/stderr"
+                }
+                if (status[j] == "completed" && runs[j] == 0) phantom++
+            }
+            for (j in status) if (!(j in acked)) unacknowledged++
+            printf "created=%d completed=%d lost=%d duplicated=%d executions=%d fenced=%d", \
+                created, completed, lost, duplicated, executions, fenced
+            printf " phantom=%d unacknowledged_rows=%d\n", phantom, unacknowledged
+        }' "$acked" "$jobs" "$FAULTS_OUT/fenced" "$FAULTS_OUT/finished"
+}
+
+# value NAME COUNTS: the number NAME=N in a counts line.
+value() {
+    [[ " $2 " =~ \ $1=([0-9]+)\  ]] && printf '%s' "${BASH_REMATCH[1]}"
+}
+
+# --- Sources on disk and in the database ----------------------------------------------------
+
+# Every source file as the database lists it: "JOB NAME SIZE SHA256", sorted.
+listed_sources() {
+    sql "SELECT j.id, f.name, f.size, f.sha256 FROM job_files f JOIN jobs j ON j.seq = f.job_seq
+         WHERE f.kind = 'source'" | tr '\t' ' ' | sort
+}
+
+# Every file under sources/ as stored: "JOB NAME SIZE SHA256", sorted.
+stored_sources() {
+    (cd "$KILN_STORAGE/sources" && find . -mindepth 2 -maxdepth 2 -type f -printf '%P\n' |
+        while IFS= read -r path; do
+            printf '%s %s %s %s\n' "${path%%/*}" "${path#*/}" "$(stat -c %s "$path")" \
+                "$(sha256sum <"$path" | cut -d' ' -f1)"
+        done) | sort
+}
+
+# check_sources all|listed: compares job rows, their job_files rows and sources/ and prints
+# "ROWS_WITHOUT_FILES UNLISTED_FILES DIRS_WITHOUT_ROW":
+#   ROWS_WITHOUT_FILES  rows with a listed source that is missing or differs (name, size,
+#                       SHA-256), and with "all" (every job was created with files) also rows
+#                       without any listed source or without sources/{job}/
+#   UNLISTED_FILES      sources/{job}/ of a row holding a file the row does not list
+#   DIRS_WITHOUT_ROW    sources/{job}/ without a row (an orphan, until the sweep)
+# The listings stay in $FAULTS_OUT (rows, dirs, listed, stored); problems go to stderr.
+check_sources() {
+    local out=$FAULTS_OUT
+    sql "SELECT id FROM jobs" | sort >"$out/rows"
+    (cd "$KILN_STORAGE/sources" && find . -mindepth 1 -maxdepth 1 -printf '%P\n') >"$out/dirs"
+    listed_sources >"$out/listed"
+    stored_sources >"$out/stored"
+    awk -v all="$1" -v listedf="$out/listed" -v storedf="$out/stored" -v rowsf="$out/rows" \
+        -v dirsf="$out/dirs" '
+        FILENAME == rowsf { row[$1] = 1; next }
+        FILENAME == dirsf { dir[$1] = 1; next }
+        FILENAME == listedf { listed[$0] = 1; listed_job[$1] = 1; next }
+        FILENAME == storedf { stored[$0] = 1; next }
+        END {
+            for (f in listed) if (!(f in stored)) { split(f, p, " "); bad_row[p[1]] = 1 }
+            if (all == "all")
+                for (j in row) if (!(j in listed_job) || !(j in dir)) bad_row[j] = 1
+            for (j in bad_row) { rows_without_files++; print "row without its files: " j > "/dev/stderr" }
+            for (f in stored) {
+                split(f, p, " ")
+                if ((p[1] in row) && !(f in listed)) extra[p[1]] = 1
+            }
+            for (j in extra) { unlisted++; print "unlisted files in sources/" j > "/dev/stderr" }
+            for (d in dir) if (!(d in row)) dirs_without_row++
+            printf "%d %d %d\n", rows_without_files, unlisted, dirs_without_row
+        }' "$out/rows" "$out/dirs" "$out/listed" "$out/stored"
 }

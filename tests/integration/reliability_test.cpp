@@ -109,6 +109,8 @@ TEST_F(Reliability, RetryPutsAFailedJobBackWithFreshAttemptsAndOtherStatesAre409
     EXPECT_NE(r.json()["status"], "failed");
     auto job = wait_for_status(id, "failed");
     EXPECT_EQ(job["attempts"], 1) << job.dump();
+    // The first run's log is kept beside the second's.
+    EXPECT_EQ(client.get("/api/v1/jobs/" + id + "/logs").json()["logs"].size(), 2u);
 
     const auto pending = create_json(R"({"type":"test.controlled"})");
     auto conflict = client.post_json("/api/v1/jobs/" + pending + "/retry", "");
@@ -122,8 +124,8 @@ TEST_F(Reliability, EachAttemptKeepsALogThatTheOwnerCanRead) {
     auto list = client.get("/api/v1/jobs/" + id + "/logs");
     ASSERT_EQ(list.status, 200) << list.body;
     ASSERT_EQ(list.json()["logs"].size(), 1u);
-    EXPECT_EQ(list.json()["logs"][0]["name"], "attempt-1.log");
-    auto log = client.get("/api/v1/jobs/" + id + "/logs/attempt-1.log");
+    EXPECT_EQ(list.json()["logs"][0]["name"], "attempt-001.log");
+    auto log = client.get("/api/v1/jobs/" + id + "/logs/attempt-001.log");
     EXPECT_EQ(log.status, 200);
     EXPECT_NE(log.body.find("failing on purpose"), std::string::npos) << log.body;
     EXPECT_EQ(client.get("/api/v1/jobs/" + id + "/logs/../../kiln.toml").status, 404);
