@@ -124,15 +124,18 @@ bool Recorder::record_batch() {
     return true;
 }
 
-void Recorder::write_progress() {
+std::vector<std::shared_ptr<RunningJob>> Recorder::running_jobs() const {
+    std::lock_guard lock(mutex_);
     std::vector<std::shared_ptr<RunningJob>> jobs;
-    {
-        std::lock_guard lock(mutex_);
-        for (auto& [seq, job] : running_) jobs.push_back(job);
-    }
+    for (const auto& [seq, job] : running_) jobs.push_back(job);
+    return jobs;
+}
+
+void Recorder::write_progress() {
+    const auto jobs = running_jobs();
     auto conn = session_.get();
     if (!conn) return;
-    for (auto& job : jobs) {
+    for (const auto& job : jobs) {
         int percent = 0;
         std::string step;
         if (!job->take_progress(percent, step)) continue;
@@ -146,14 +149,10 @@ void Recorder::write_progress() {
 }
 
 void Recorder::renew_leases() {
-    std::vector<std::shared_ptr<RunningJob>> jobs;
-    {
-        std::lock_guard lock(mutex_);
-        for (auto& [seq, job] : running_) jobs.push_back(job);
-    }
+    const auto jobs = running_jobs();
     auto conn = session_.get();
     if (!conn) return;
-    for (auto& job : jobs) {
+    for (const auto& job : jobs) {
         auto r = jobs::renew_lease(**conn, job->job().seq, job->job().lease_token, lease_);
         if (!r) {
             session_.note(r.error());

@@ -36,6 +36,8 @@ public:
 
 private:
     void loop();
+    // A snapshot of the tracked jobs, taken under the lock, used outside it.
+    std::vector<std::shared_ptr<RunningJob>> running_jobs() const;
     bool record_batch();
     void write_progress();
     void renew_leases();

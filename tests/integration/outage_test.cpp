@@ -21,23 +21,34 @@
 namespace kiln::test {
 namespace {
 
+// A second kiln-api with the stack's config, `overrides` in its environment, listening on
+// `socket`; returns once the socket exists.
+std::unique_ptr<SpawnedProcess> start_private_api(
+    const std::vector<std::pair<std::string, std::string>>& overrides,
+    const std::filesystem::path& socket, const std::string& log_name) {
+    const Stack& stack = Stack::get();
+    ::setenv("KILN_API_LISTEN", socket.c_str(), 1);
+    for (const auto& [name, value] : overrides) ::setenv(name.c_str(), value.c_str(), 1);
+    auto api = std::make_unique<SpawnedProcess>(
+        std::vector<std::string>{
+            (stack.kilnctl.parent_path().parent_path() / "fcgi" / "kiln-api").string(),
+            "--config", stack.config_path.string()},
+        scratch_dir() / log_name);
+    ::unsetenv("KILN_API_LISTEN");
+    for (const auto& [name, value] : overrides) ::unsetenv(name.c_str());
+    for (int i = 0; i < 200 && !std::filesystem::exists(socket); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return api;
+}
+
 class DatabaseDown : public ::testing::Test {
 protected:
     void SetUp() override {
-        const Stack& stack = Stack::get();
         socket_ = scratch_dir() / "api-no-db.sock";
-        ::setenv("KILN_DB", "mariadb://root@localhost/kiln?socket=/nonexistent/mysqld.sock", 1);
-        ::setenv("KILN_API_LISTEN", socket_.c_str(), 1);
-        api_ = std::make_unique<SpawnedProcess>(
-            std::vector<std::string>{(stack.kilnctl.parent_path().parent_path() / "fcgi" /
-                                      "kiln-api").string(),
-                                     "--config", stack.config_path.string()},
-            scratch_dir() / "api-no-db.log");
-        ::unsetenv("KILN_DB");
-        ::unsetenv("KILN_API_LISTEN");
-        for (int i = 0; i < 200 && !std::filesystem::exists(socket_); ++i) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(25));
-        }
+        api_ = start_private_api(
+            {{"KILN_DB", "mariadb://root@localhost/kiln?socket=/nonexistent/mysqld.sock"}},
+            socket_, "api-no-db.log");
         ASSERT_TRUE(std::filesystem::exists(socket_));
     }
 
@@ -83,25 +94,13 @@ TEST_F(DatabaseDown, ApiRequestsAre503NeverAnythingElse) {
 class DiskFull : public ::testing::Test {
 protected:
     void SetUp() override {
-        const Stack& stack = Stack::get();
         storage_ = scratch_dir() / "full-storage";
         std::filesystem::create_directories(storage_);
         ASSERT_EQ(::mount("tmpfs", storage_.c_str(), "tmpfs", 0, "size=1m"), 0)
             << "mounting a tmpfs needs root: " << std::strerror(errno);
         mounted_ = true;
         socket_ = scratch_dir() / "api-full.sock";
-        ::setenv("KILN_STORAGE", storage_.c_str(), 1);
-        ::setenv("KILN_API_LISTEN", socket_.c_str(), 1);
-        api_ = std::make_unique<SpawnedProcess>(
-            std::vector<std::string>{(stack.kilnctl.parent_path().parent_path() / "fcgi" /
-                                      "kiln-api").string(),
-                                     "--config", stack.config_path.string()},
-            scratch_dir() / "api-full.log");
-        ::unsetenv("KILN_STORAGE");
-        ::unsetenv("KILN_API_LISTEN");
-        for (int i = 0; i < 200 && !std::filesystem::exists(socket_); ++i) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(25));
-        }
+        api_ = start_private_api({{"KILN_STORAGE", storage_.string()}}, socket_, "api-full.log");
         ASSERT_TRUE(std::filesystem::exists(socket_));
     }
 
