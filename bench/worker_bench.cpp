@@ -56,8 +56,8 @@
 #include <utility>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "core/config.hpp"
@@ -190,15 +190,21 @@ std::string load_average() {
 // in time, always reaped. Stays in the driver's process group, so bench/worker's clean-up of
 // that group reaches it even if the driver dies.
 class WorkerProcess final {
-public:
-    static WorkerProcess start(const Options& opt, const std::string& name,
-                               const std::string& type, unsigned prefetch) {
+  public:
+    static WorkerProcess start(const Options& opt, const std::string& name, const std::string& type,
+                               unsigned prefetch) {
         const fs::path log = fs::path(opt.log_dir) / (name + ".log");
-        std::vector<std::string> args = {opt.worker_bin, "--config", opt.config_path,
-                                         "--slots",      std::to_string(opt.slots),
-                                         "--types",      type,
-                                         "--prefetch",   std::to_string(prefetch),
-                                         "--name",       name};
+        std::vector<std::string> args = {opt.worker_bin,
+                                         "--config",
+                                         opt.config_path,
+                                         "--slots",
+                                         std::to_string(opt.slots),
+                                         "--types",
+                                         type,
+                                         "--prefetch",
+                                         std::to_string(prefetch),
+                                         "--name",
+                                         name};
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -218,7 +224,9 @@ public:
 
     ~WorkerProcess() { stop(); }
     WorkerProcess(WorkerProcess&& o) noexcept
-        : pid_(std::exchange(o.pid_, 0)), pidfd_(std::move(o.pidfd_)), name_(std::move(o.name_)),
+        : pid_(std::exchange(o.pid_, 0)),
+          pidfd_(std::move(o.pidfd_)),
+          name_(std::move(o.name_)),
           log_(std::move(o.log_)) {}
     WorkerProcess& operator=(WorkerProcess&&) = delete;
     WorkerProcess(const WorkerProcess&) = delete;
@@ -242,7 +250,7 @@ public:
         return status;
     }
 
-private:
+  private:
     WorkerProcess(pid_t pid, kiln::util::UniqueFd pidfd, std::string name, fs::path log)
         : pid_(pid), pidfd_(std::move(pidfd)), name_(std::move(name)), log_(std::move(log)) {}
 
@@ -321,16 +329,16 @@ struct Verification {
     std::int64_t completed = 0;
     std::int64_t not_completed = 0;
     std::int64_t attempts_not_one = 0;
-    double row_seconds = 0;  // first started_at .. last finished_at
-    std::int64_t claims = 0;  // distinct started_at: one per claim statement
+    double row_seconds = 0;                       // first started_at .. last finished_at
+    std::int64_t claims = 0;                      // distinct started_at: one per claim statement
     double in_flight_p50 = 0, in_flight_max = 0;  // finished_at - started_at, ms
     [[nodiscard]] bool ok(int expected) const {
         return completed == expected && not_completed == 0 && attempts_not_one == 0;
     }
     [[nodiscard]] std::string describe(int expected) const {
         if (ok(expected)) return fmt::format("ok: {} completed once", completed);
-        return fmt::format("BAD: completed={} other={} attempts!=1: {}", completed,
-                           not_completed, attempts_not_one);
+        return fmt::format("BAD: completed={} other={} attempts!=1: {}", completed, not_completed,
+                           attempts_not_one);
     }
 };
 
@@ -374,9 +382,9 @@ struct CaseResult {
     int jobs = 0;
     double wall_seconds = 0;
     Verification check;
-    double worker_cpu = 0;   // s of CPU, all worker processes (or the driver's threads)
-    double child_cpu = 0;    // s of CPU of the converter processes the workers ran
-    double mariadb_cpu = 0;  // s of CPU of mariadbd
+    double worker_cpu = 0;    // s of CPU, all worker processes (or the driver's threads)
+    double child_cpu = 0;     // s of CPU of the converter processes the workers ran
+    double mariadb_cpu = 0;   // s of CPU of mariadbd
     double machine_busy = 0;  // % of one core, whole machine, over the run
     ServerCounters server;    // change over the run
     // --probe-claims: the claim's time and pages, InnoDB's history length
@@ -434,8 +442,8 @@ struct CpuWindow {
 // ---- 1. Baseline -----------------------------------------------------------------------------
 
 // Drains the queue the plainest way: one row per transaction, `threads` connections.
-CaseResult run_baseline(const Options& opt, const kiln::Config& cfg, Connection& admin,
-                        int threads, int jobs) {
+CaseResult run_baseline(const Options& opt, const kiln::Config& cfg, Connection& admin, int threads,
+                        int jobs) {
     CaseResult r;
     r.name = "baseline SQL loop";
     r.shape = fmt::format("{} conn{}", threads, threads == 1 ? "" : "s");
@@ -544,8 +552,8 @@ CaseResult run_model(const Options& opt, const kiln::Config& cfg, Connection& ad
             request.worker = fmt::format("model-{}", t);
             request.types = {"test.noop"};
             request.max_jobs = batch;
-            auto record_batched = [&](const std::vector<kiln::jobs::ClaimedJob>& jobs)
-                -> kiln::Result<> {
+            auto record_batched =
+                [&](const std::vector<kiln::jobs::ClaimedJob>& jobs) -> kiln::Result<> {
                 std::vector<Value> binds{jobs.front().lease_token};
                 for (const auto& j : jobs) binds.emplace_back(static_cast<std::int64_t>(j.seq));
                 if (auto b = conn->begin(); !b) return std::unexpected(b.error());
@@ -590,8 +598,8 @@ CaseResult run_model(const Options& opt, const kiln::Config& cfg, Connection& ad
                     auto applied = kiln::jobs::record_outcomes(*conn, outcomes);
                     if (!applied) recorded = std::unexpected(applied.error());
                 }
-                const auto* error = !claimed ? &claimed.error()
-                                             : (!recorded ? &recorded.error() : nullptr);
+                const auto* error =
+                    !claimed ? &claimed.error() : (!recorded ? &recorded.error() : nullptr);
                 if (error != nullptr) {
                     std::lock_guard lock(failure_mutex);
                     failure = error->describe();
@@ -696,7 +704,8 @@ void probe_claim(Connection& conn, CaseResult& r) {
         r.probe_pages.push_back(table["r_engine_stats"].value("pages_accessed", 0.0));
     }
     auto history = conn.query(
-        "SELECT `COUNT` FROM information_schema.INNODB_METRICS WHERE NAME = 'trx_rseg_history_len'");
+        "SELECT `COUNT` FROM information_schema.INNODB_METRICS WHERE NAME = "
+        "'trx_rseg_history_len'");
     if (history && !history->empty()) {
         r.probe_history.push_back(static_cast<double>(history->front().integer(0)));
     }
@@ -719,8 +728,8 @@ CaseResult run_drain(const Options& opt, Connection& admin, const std::string& t
     std::vector<WorkerProcess> procs;
     for (int i = 1; i <= workers; ++i) {
         procs.push_back(WorkerProcess::start(
-            opt, fmt::format("bench-{}-{}x{}-p{}-w{}", type, workers, opt.slots, prefetch, i),
-            type, prefetch));
+            opt, fmt::format("bench-{}-{}x{}-p{}-w{}", type, workers, opt.slots, prefetch, i), type,
+            prefetch));
     }
     // Done when nothing is pending or running. The 50 ms poll asks only whether one such row
     // exists (one index lookup); counting them, for the stall check, happens every 5 s.
@@ -734,13 +743,14 @@ CaseResult run_drain(const Options& opt, Connection& admin, const std::string& t
             next_probe = Clock::now() + 500ms;
             probe_claim(admin, r);
         }
-        if (scalar(admin, "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status IN "
-                          "('pending', 'running') LIMIT 1) AS t") == 0) {
+        if (scalar(admin,
+                   "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status IN "
+                   "('pending', 'running') LIMIT 1) AS t") == 0) {
             break;
         }
         for (auto& p : procs) {
-            if (!p.alive()) die(fmt::format("{} exited during the drain (log in {})", p.name(),
-                                            opt.log_dir));
+            if (!p.alive())
+                die(fmt::format("{} exited during the drain (log in {})", p.name(), opt.log_dir));
         }
         if (Clock::now() >= next_count) {
             next_count = Clock::now() + 5s;
@@ -788,7 +798,7 @@ std::size_t append_body(char* data, std::size_t size, std::size_t n, void* out) 
 
 // POSTs a JSON job through nginx and kiln-api on one kept-alive connection.
 class JobPoster final {
-public:
+  public:
     JobPoster(const std::string& url, const std::string& token)
         : curl_(curl_easy_init()), url_(url + "/api/v1/jobs") {
         if (!curl_) die("curl_easy_init failed");
@@ -814,12 +824,11 @@ public:
         return nlohmann::json::parse(response).at("id").get<std::string>();
     }
 
-private:
+  private:
     std::unique_ptr<CURL, CurlDeleter> curl_;
     std::unique_ptr<curl_slist, SlistDeleter> headers_;
     std::string url_;
 };
-
 
 struct LatencyResult {
     bool ran = false;
@@ -873,8 +882,7 @@ LatencyResult run_latency(const Options& opt, const kiln::Config& cfg, Connectio
     const auto idle_start = Clock::now();
     std::this_thread::sleep_for(5s);
     r.idle_seconds = seconds_since(idle_start);
-    r.idle_cpu_percent =
-        100.0 * (process_cpu_seconds(worker.pid()) - cpu_before) / r.idle_seconds;
+    r.idle_cpu_percent = 100.0 * (process_cpu_seconds(worker.pid()) - cpu_before) / r.idle_seconds;
     worker.stop();
 
     std::vector<double> pickup, finish, answered;
@@ -918,14 +926,14 @@ const char* verdict(bool pass) { return pass ? "PASS" : "MISS"; }
 
 void report(const Options& opt, const std::vector<CaseResult>& cases,
             const std::optional<LatencyResult>& latency, const std::string& load_before) {
-    fmt::print("\nkiln worker benchmark: {} jobs per drain, {} slots per worker, {} CPUs, "
-               "load average before {} / after {}\n",
-               opt.jobs, opt.slots, std::thread::hardware_concurrency(), load_before,
-               load_average());
-    fmt::print("{:<18} {:<13} {:>8} {:>6} {:>7} {:>7} {:>11} {:>7} {:>12} {:>11} {:>13} {:>9}  {}\n",
-               "case", "shape", "prefetch", "jobs", "wall s", "jobs/s", "rows jobs/s",
-               "vs base", "client cpu s", "child cpu s", "mariadb cpu s", "machine %",
-               "check");
+    fmt::print(
+        "\nkiln worker benchmark: {} jobs per drain, {} slots per worker, {} CPUs, "
+        "load average before {} / after {}\n",
+        opt.jobs, opt.slots, std::thread::hardware_concurrency(), load_before, load_average());
+    fmt::print(
+        "{:<18} {:<13} {:>8} {:>6} {:>7} {:>7} {:>11} {:>7} {:>12} {:>11} {:>13} {:>9}  {}\n",
+        "case", "shape", "prefetch", "jobs", "wall s", "jobs/s", "rows jobs/s", "vs base",
+        "client cpu s", "child cpu s", "mariadb cpu s", "machine %", "check");
     const CaseResult* base = nullptr;
     const CaseResult* spawn = nullptr;
     for (const auto& c : cases) {
@@ -937,67 +945,75 @@ void report(const Options& opt, const std::vector<CaseResult>& cases,
         const std::string ratio = !is_spawn && base != nullptr && base->rate() > 0
                                       ? fmt::format("{:.2f}x", c.rate() / base->rate())
                                       : "-";
-        fmt::print("{:<18} {:<13} {:>8} {:>6} {:>7.2f} {:>7.0f} {:>11.0f} {:>7} {:>12.2f} "
-                   "{:>11.2f} {:>13.2f} {:>9.0f}  {}{}\n",
-                   c.name, c.shape, c.prefetch, c.jobs, c.wall_seconds, c.rate(), c.row_rate(),
-                   ratio, c.worker_cpu, c.child_cpu, c.mariadb_cpu, c.machine_busy,
-                   is_spawn ? std::string("-") : c.check.describe(c.jobs),
-                   c.note.empty() ? "" : "  (" + c.note + ")");
+        fmt::print(
+            "{:<18} {:<13} {:>8} {:>6} {:>7.2f} {:>7.0f} {:>11.0f} {:>7} {:>12.2f} "
+            "{:>11.2f} {:>13.2f} {:>9.0f}  {}{}\n",
+            c.name, c.shape, c.prefetch, c.jobs, c.wall_seconds, c.rate(), c.row_rate(), ratio,
+            c.worker_cpu, c.child_cpu, c.mariadb_cpu, c.machine_busy,
+            is_spawn ? std::string("-") : c.check.describe(c.jobs),
+            c.note.empty() ? "" : "  (" + c.note + ")");
     }
-    fmt::print("\n{:<18} {:<13} {:>8} {:>9} {:>8} {:>10} {:>7} {:>11} {:>6} {:>7} {:>10} {:>6} "
-               "{:>9} {:>10} {:>16}\n",
-               "cost per job", "shape", "prefetch", "client us", "child us", "mariadb us",
-               "cpu us", "2-CPU bound", "stmts", "commits", "log writes", "fsyncs",
-               "jobs/claim", "index next", "claim->done ms");
+    fmt::print(
+        "\n{:<18} {:<13} {:>8} {:>9} {:>8} {:>10} {:>7} {:>11} {:>6} {:>7} {:>10} {:>6} "
+        "{:>9} {:>10} {:>16}\n",
+        "cost per job", "shape", "prefetch", "client us", "child us", "mariadb us", "cpu us",
+        "2-CPU bound", "stmts", "commits", "log writes", "fsyncs", "jobs/claim", "index next",
+        "claim->done ms");
     for (const auto& c : cases) {
         const double n = c.jobs;
         const double cpu_us = (c.worker_cpu + c.child_cpu + c.mariadb_cpu) / n * 1e6;
-        fmt::print("{:<18} {:<13} {:>8} {:>9.0f} {:>8.0f} {:>10.0f} {:>7.0f} {:>11.0f} {:>6.2f} "
-                   "{:>7.3f} {:>10.3f} {:>6.3f} {:>9.1f} {:>10.1f} {:>16}\n",
-                   c.name, c.shape, c.prefetch, c.worker_cpu / n * 1e6, c.child_cpu / n * 1e6,
-                   c.mariadb_cpu / n * 1e6, cpu_us,
-                   cpu_us > 0 ? std::thread::hardware_concurrency() * 1e6 / cpu_us : 0.0,
-                   c.server.statements / n, c.server.commits / n, c.server.log_writes / n,
-                   c.server.fsyncs / n, c.check.claims > 0 ? n / static_cast<double>(c.check.claims) : 0.0,
-                   c.server.index_next / n,
-                   fmt::format("{:.0f} / {:.0f}", c.check.in_flight_p50, c.check.in_flight_max));
+        fmt::print(
+            "{:<18} {:<13} {:>8} {:>9.0f} {:>8.0f} {:>10.0f} {:>7.0f} {:>11.0f} {:>6.2f} "
+            "{:>7.3f} {:>10.3f} {:>6.3f} {:>9.1f} {:>10.1f} {:>16}\n",
+            c.name, c.shape, c.prefetch, c.worker_cpu / n * 1e6, c.child_cpu / n * 1e6,
+            c.mariadb_cpu / n * 1e6, cpu_us,
+            cpu_us > 0 ? std::thread::hardware_concurrency() * 1e6 / cpu_us : 0.0,
+            c.server.statements / n, c.server.commits / n, c.server.log_writes / n,
+            c.server.fsyncs / n, c.check.claims > 0 ? n / static_cast<double>(c.check.claims) : 0.0,
+            c.server.index_next / n,
+            fmt::format("{:.0f} / {:.0f}", c.check.in_flight_p50, c.check.in_flight_max));
     }
     for (const auto& c : cases) {
         if (c.probe_ms.empty()) continue;
-        fmt::print("claim probe {:<10} {:<13} {:>8}: {} probes, time p50 {:.2f} ms max {:.2f} ms, "
-                   "pages p50 {:.0f} max {:.0f}, history length p50 {:.0f} max {:.0f}\n",
-                   c.name, c.shape, c.prefetch, c.probe_ms.size(), percentile(c.probe_ms, 0.5),
-                   percentile(c.probe_ms, 1.0), percentile(c.probe_pages, 0.5),
-                   percentile(c.probe_pages, 1.0), percentile(c.probe_history, 0.5),
-                   percentile(c.probe_history, 1.0));
+        fmt::print(
+            "claim probe {:<10} {:<13} {:>8}: {} probes, time p50 {:.2f} ms max {:.2f} ms, "
+            "pages p50 {:.0f} max {:.0f}, history length p50 {:.0f} max {:.0f}\n",
+            c.name, c.shape, c.prefetch, c.probe_ms.size(), percentile(c.probe_ms, 0.5),
+            percentile(c.probe_ms, 1.0), percentile(c.probe_pages, 0.5),
+            percentile(c.probe_pages, 1.0), percentile(c.probe_history, 0.5),
+            percentile(c.probe_history, 1.0));
     }
-    fmt::print("  jobs/s: from the start of the workers (the first claim, for the baseline) until "
-               "no job is left pending or running (polled every 50 ms); rows jobs/s: first started_at to last "
-               "finished_at.\n  client cpu s: all worker processes (the driver for the baseline); child "
-               "cpu s: the converter processes they ran;\n  machine %: busy share of all CPUs "
-               "over the run, in % of one core (other users of the machine included).\n"
-               "  cpu us: client + child + mariadb CPU per job; 2-CPU bound: the jobs/s that CPU "
-               "cost allows on this machine's CPUs if nothing else ran (latency-bound waits "
-               "ignored).\n  stmts, commits, log writes, fsyncs: the server's Questions, Com_commit, "
-               "Innodb_log_writes and Innodb_data_fsyncs per job.\n  jobs/claim: jobs per "
-               "distinct started_at (one per claim statement; approximate with several workers).\n"
-               "  index next: Handler_read_next per job, index entries the server stepped through "
-               "(claims walking over delete-marked entries not yet purged).\n"
-               "  claim->done ms: finished_at - started_at, p50 / max: how long a claimed job "
-               "waited to run and to be recorded.\n");
+    fmt::print(
+        "  jobs/s: from the start of the workers (the first claim, for the baseline) until "
+        "no job is left pending or running (polled every 50 ms); rows jobs/s: first started_at to "
+        "last "
+        "finished_at.\n  client cpu s: all worker processes (the driver for the baseline); child "
+        "cpu s: the converter processes they ran;\n  machine %: busy share of all CPUs "
+        "over the run, in % of one core (other users of the machine included).\n"
+        "  cpu us: client + child + mariadb CPU per job; 2-CPU bound: the jobs/s that CPU "
+        "cost allows on this machine's CPUs if nothing else ran (latency-bound waits "
+        "ignored).\n  stmts, commits, log writes, fsyncs: the server's Questions, Com_commit, "
+        "Innodb_log_writes and Innodb_data_fsyncs per job.\n  jobs/claim: jobs per "
+        "distinct started_at (one per claim statement; approximate with several workers).\n"
+        "  index next: Handler_read_next per job, index entries the server stepped through "
+        "(claims walking over delete-marked entries not yet purged).\n"
+        "  claim->done ms: finished_at - started_at, p50 / max: how long a claimed job "
+        "waited to run and to be recorded.\n");
     if (latency && latency->ran) {
-        fmt::print("\npick-up latency at idle ({} test.noop jobs via POST {}/api/v1/jobs, {} ms "
-                   "apart, 1 worker x {} slots, prefetch 0):\n",
-                   latency->jobs, opt.url, opt.latency_gap_ms, opt.slots);
+        fmt::print(
+            "\npick-up latency at idle ({} test.noop jobs via POST {}/api/v1/jobs, {} ms "
+            "apart, 1 worker x {} slots, prefetch 0):\n",
+            latency->jobs, opt.url, opt.latency_gap_ms, opt.slots);
         fmt::print("  created_at -> started_at   p50 {:.1f} ms  p99 {:.1f} ms  max {:.1f} ms\n",
                    latency->pickup_p50, latency->pickup_p99, latency->pickup_max);
         fmt::print("  created_at -> finished_at  p50 {:.1f} ms  p99 {:.1f} ms\n",
                    latency->finish_p50, latency->finish_p99);
-        fmt::print("  POST answered -> started_at p50 {:.1f} ms  p99 {:.1f} ms  (a lower bound; "
-                   "negative: started before the answer arrived)\n",
-                   latency->answered_p50, latency->answered_p99);
-        fmt::print("  POST round trip (client)   p50 {:.1f} ms  p99 {:.1f} ms\n",
-                   latency->post_p50, latency->post_p99);
+        fmt::print(
+            "  POST answered -> started_at p50 {:.1f} ms  p99 {:.1f} ms  (a lower bound; "
+            "negative: started before the answer arrived)\n",
+            latency->answered_p50, latency->answered_p99);
+        fmt::print("  POST round trip (client)   p50 {:.1f} ms  p99 {:.1f} ms\n", latency->post_p50,
+                   latency->post_p99);
         fmt::print("  idle worker CPU            {:.3f} % of a core over {:.1f} s\n",
                    latency->idle_cpu_percent, latency->idle_seconds);
     }
@@ -1008,10 +1024,11 @@ void report(const Options& opt, const std::vector<CaseResult>& cases,
             fmt::print("  {} test.noop {} (prefetch {}) >= 5000 jobs/s: {:.0f}\n",
                        verdict(c.rate() >= 5000), c.shape, c.prefetch, c.rate());
             if (base != nullptr && base->rate() > 0) {
-                fmt::print("  {} test.noop {} (prefetch {}) >= 3x baseline ({} {:.0f} jobs/s): "
-                           "{:.2f}x\n",
-                           verdict(c.rate() >= 3 * base->rate()), c.shape, c.prefetch,
-                           base->shape, base->rate(), c.rate() / base->rate());
+                fmt::print(
+                    "  {} test.noop {} (prefetch {}) >= 3x baseline ({} {:.0f} jobs/s): "
+                    "{:.2f}x\n",
+                    verdict(c.rate() >= 3 * base->rate()), c.shape, c.prefetch, base->shape,
+                    base->rate(), c.rate() / base->rate());
             }
         } else if (c.name == "test.true") {
             fmt::print("  {} test.true {} (prefetch {}) >= 1000 jobs/s: {:.0f}{}\n",
@@ -1028,8 +1045,8 @@ void report(const Options& opt, const std::vector<CaseResult>& cases,
     if (latency && latency->ran) {
         fmt::print("  {} pick-up p50 <= 20 ms: {:.1f} ms\n", verdict(latency->pickup_p50 <= 20),
                    latency->pickup_p50);
-        fmt::print("  {} pick-up p99 <= 200 ms: {:.1f} ms\n",
-                   verdict(latency->pickup_p99 <= 200), latency->pickup_p99);
+        fmt::print("  {} pick-up p99 <= 200 ms: {:.1f} ms\n", verdict(latency->pickup_p99 <= 200),
+                   latency->pickup_p99);
         fmt::print("  {} idle worker CPU < 1 % of a core: {:.3f} %\n",
                    verdict(latency->idle_cpu_percent < 1), latency->idle_cpu_percent);
     }
@@ -1108,7 +1125,8 @@ int main(int argc, char** argv) {
         }
         std::optional<LatencyResult> latency;
         if (wants(opt, "latency")) {
-            if (opt.url.empty() || opt.token.empty()) die("the latency phase needs --url and --token");
+            if (opt.url.empty() || opt.token.empty())
+                die("the latency phase needs --url and --token");
             latency = run_latency(opt, cfg, *admin);
         }
         report(opt, cases, latency, load_before);

@@ -71,25 +71,25 @@ Result<> read(const toml::table* table, std::string_view section_name, std::stri
 }
 
 Result<> apply_file(const toml::table& root, Config& cfg) {
-    if (auto r = check_keys(root, "",
-                            {"database", "storage", "converters", "api", "worker", "wakeup"});
+    if (auto r =
+            check_keys(root, "", {"database", "storage", "converters", "api", "worker", "wakeup"});
         !r)
         return r;
 
     const auto* db = section(root, "database");
     if (db != nullptr) {
-        if (auto r = check_keys(*db, "database",
-                                {"socket", "host", "port", "user", "password", "name",
-                                 "connect_timeout_seconds"});
+        if (auto r = check_keys(
+                *db, "database",
+                {"socket", "host", "port", "user", "password", "name", "connect_timeout_seconds"});
             !r)
             return r;
     }
     auto& d = cfg.database;
-    for (auto r : {read(db, "database", "socket", d.socket), read(db, "database", "host", d.host),
-                   read(db, "database", "port", d.port), read(db, "database", "user", d.user),
-                   read(db, "database", "password", d.password),
-                   read(db, "database", "name", d.name),
-                   read(db, "database", "connect_timeout_seconds", d.connect_timeout)}) {
+    for (auto r :
+         {read(db, "database", "socket", d.socket), read(db, "database", "host", d.host),
+          read(db, "database", "port", d.port), read(db, "database", "user", d.user),
+          read(db, "database", "password", d.password), read(db, "database", "name", d.name),
+          read(db, "database", "connect_timeout_seconds", d.connect_timeout)}) {
         if (!r) return r;
     }
 
@@ -113,10 +113,10 @@ Result<> apply_file(const toml::table& root, Config& cfg) {
 
     const auto* api = section(root, "api");
     if (api != nullptr) {
-        if (auto r = check_keys(*api, "api",
-                                {"listen", "threads", "max_request_bytes", "max_parts",
-                                 "max_part_header_bytes", "max_field_bytes",
-                                 "max_json_body_bytes"});
+        if (auto r =
+                check_keys(*api, "api",
+                           {"listen", "threads", "max_request_bytes", "max_parts",
+                            "max_part_header_bytes", "max_field_bytes", "max_json_body_bytes"});
             !r)
             return r;
     }
@@ -139,13 +139,13 @@ Result<> apply_file(const toml::table& root, Config& cfg) {
             return r;
     }
     auto& w = cfg.worker;
-    for (auto r : {read(worker, "worker", "name", w.name), read(worker, "worker", "slots", w.slots),
-                   read(worker, "worker", "prefetch", w.prefetch),
-                   read(worker, "worker", "types", w.types),
-                   read(worker, "worker", "poll_min_ms", w.poll_min),
-                   read(worker, "worker", "poll_max_ms", w.poll_max),
-                   read(worker, "worker", "lease_seconds", w.lease),
-                   read(worker, "worker", "grace_seconds", w.grace)}) {
+    for (auto r :
+         {read(worker, "worker", "name", w.name), read(worker, "worker", "slots", w.slots),
+          read(worker, "worker", "prefetch", w.prefetch), read(worker, "worker", "types", w.types),
+          read(worker, "worker", "poll_min_ms", w.poll_min),
+          read(worker, "worker", "poll_max_ms", w.poll_max),
+          read(worker, "worker", "lease_seconds", w.lease),
+          read(worker, "worker", "grace_seconds", w.grace)}) {
         if (!r) return r;
     }
     return {};
@@ -255,9 +255,8 @@ Result<Config> load_config(const std::optional<std::filesystem::path>& explicit_
                 return fail(r.error().code, path.string() + ": " + r.error().message);
             }
         } catch (const toml::parse_error& e) {
-            return fail(ErrorCode::config,
-                        fmt::format("{}:{}: {}", path.string(), e.source().begin.line,
-                                    e.description()));
+            return fail(ErrorCode::config, fmt::format("{}:{}: {}", path.string(),
+                                                       e.source().begin.line, e.description()));
         }
     } else if (required) {
         return fail(ErrorCode::config, "config: cannot read " + path.string());

@@ -14,10 +14,14 @@ std::atomic<Level> min_level{Level::info};
 
 const char* name(Level level) {
     switch (level) {
-        case Level::debug: return "debug";
-        case Level::info: return "info";
-        case Level::warning: return "warning";
-        case Level::error: return "error";
+        case Level::debug:
+            return "debug";
+        case Level::info:
+            return "info";
+        case Level::warning:
+            return "warning";
+        case Level::error:
+            return "error";
     }
     return "info";
 }
@@ -29,9 +33,8 @@ void set_min_level(Level level) { min_level = level; }
 void write(Level level, std::string_view msg, nlohmann::json fields) {
     if (level < min_level.load(std::memory_order_relaxed)) return;
     // ts, level and msg first, then the caller's fields: easy to read and to grep.
-    nlohmann::ordered_json line = {{"ts", util::format_rfc3339(util::now_ms())},
-                                   {"level", name(level)},
-                                   {"msg", msg}};
+    nlohmann::ordered_json line = {
+        {"ts", util::format_rfc3339(util::now_ms())}, {"level", name(level)}, {"msg", msg}};
     if (fields.is_object()) {
         for (auto& [k, v] : fields.items()) line[k] = std::move(v);
     }

@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
             return 2;
         }
         if (!retry_id.empty()) {
-            if (auto r = jobs::retry_job(**conn, admin_viewer, retry_id); !r) return report(r.error());
+            if (auto r = jobs::retry_job(**conn, admin_viewer, retry_id); !r)
+                return report(r.error());
             jobs::WakeupSender(config->wakeup_dir).notify();
             std::cout << "pending again\n";
             return 0;
@@ -115,8 +116,9 @@ int main(int argc, char** argv) {
     }
     if (*purge_cmd) {
         jobs::PurgePolicy policy;
-        auto duration = [](const std::string& text, const char* option)
-            -> std::optional<std::optional<std::chrono::seconds>> {
+        auto duration =
+            [](const std::string& text,
+               const char* option) -> std::optional<std::optional<std::chrono::seconds>> {
             if (text.empty()) return std::optional<std::chrono::seconds>{};
             auto d = jobs::parse_duration(text);
             if (!d) {
@@ -145,8 +147,8 @@ int main(int argc, char** argv) {
     if (*create_cmd) {
         auto created = auth::create_token(**conn, owner, admin);
         if (!created) return report(created.error());
-        std::cerr << "token " << created->id << " for owner " << owner
-                  << (admin ? " (admin)" : "") << "; it is shown only this once\n";
+        std::cerr << "token " << created->id << " for owner " << owner << (admin ? " (admin)" : "")
+                  << "; it is shown only this once\n";
         std::cout << created->token << "\n";
         return 0;
     }
@@ -165,8 +167,8 @@ int main(int argc, char** argv) {
         if (!tokens) return report(tokens.error());
         for (const auto& t : *tokens) {
             std::cout << t.id << "\t" << t.owner << "\t" << (t.admin ? "admin" : "user") << "\t"
-                      << t.created_at << "\t" << (t.revoked_at ? "revoked " + *t.revoked_at : "live")
-                      << "\n";
+                      << t.created_at << "\t"
+                      << (t.revoked_at ? "revoked " + *t.revoked_at : "live") << "\n";
         }
         return 0;
     }

@@ -22,8 +22,8 @@ std::vector<std::string_view> split_path(std::string_view path) {
 }
 
 http::Response method_not_allowed(std::string_view allow) {
-    auto r = http::problem(Error{ErrorCode::method_not_allowed,
-                                 "allowed methods: " + std::string(allow), ""});
+    auto r = http::problem(
+        Error{ErrorCode::method_not_allowed, "allowed methods: " + std::string(allow), ""});
     r.header("Allow", std::string(allow));
     return r;
 }
@@ -67,8 +67,8 @@ http::Response ApiHandler::route(http::Request& request) {
     // Authentication comes first for every API path, so unknown paths and ids reveal nothing.
     auto token = auth::bearer_token(request.authorization);
     if (!token) {
-        return http::problem(
-            Error{ErrorCode::unauthorized, "an Authorization: Bearer <token> header is required", ""});
+        return http::problem(Error{ErrorCode::unauthorized,
+                                   "an Authorization: Bearer <token> header is required", ""});
     }
     auto conn = session_.get();
     if (!conn) {
@@ -92,9 +92,12 @@ http::Response ApiHandler::route(http::Request& request) {
         if (!get) return method_not_allowed("GET, HEAD");
         result = list_types(app_);
     } else if (collection == "jobs" && parts.size() == 3) {
-        if (request.method == "POST") result = create_job(ctx, request);
-        else if (get) result = list_jobs(ctx, request);
-        else return method_not_allowed("GET, HEAD, POST");
+        if (request.method == "POST")
+            result = create_job(ctx, request);
+        else if (get)
+            result = list_jobs(ctx, request);
+        else
+            return method_not_allowed("GET, HEAD, POST");
     } else if (collection == "jobs" && parts.size() == 5 &&
                (parts[4] == "cancel" || parts[4] == "retry")) {
         if (request.method != "POST") return method_not_allowed("POST");
@@ -119,10 +122,11 @@ http::Response ApiHandler::route(http::Request& request) {
     if (result) return std::move(*result);
     session_.note(result.error());
     if (http::status_of(result.error().code) == 503) {
-        log::warning("request failed", {{"path", request.path},
-                                        {"error", result.error().describe()}});
+        log::warning("request failed",
+                     {{"path", request.path}, {"error", result.error().describe()}});
     }
-    if (result.error().code == ErrorCode::unsupported_media_type && !result.error().native.empty()) {
+    if (result.error().code == ErrorCode::unsupported_media_type &&
+        !result.error().native.empty()) {
         return http::problem(result.error(), {{"detected_type", result.error().native}});
     }
     return http::problem(result.error());

@@ -36,7 +36,7 @@ struct Context {
 };
 
 class ApiHandler final : public http::ThreadHandler {
-public:
+  public:
     ApiHandler(const AppState& app, std::unique_ptr<magic::Detector> magic)
         : app_(app),
           session_(app.config.database),
@@ -44,7 +44,7 @@ public:
           wakeup_(app.config.wakeup_dir) {}
     http::Response handle(http::Request& request) override;
 
-private:
+  private:
     http::Response route(http::Request& request);
     http::Response health();
     const AppState& app_;

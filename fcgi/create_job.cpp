@@ -37,7 +37,7 @@ struct UploadedFile {
 
 // Receives the multipart parts: small form fields into memory, files into the staging area.
 class UploadCollector final : public http::MultipartHandler {
-public:
+  public:
     UploadCollector(Context& ctx, storage::Staging& staging)
         : ctx_(ctx), staging_(staging), max_field_(ctx.app.config.api.max_field_bytes) {}
 
@@ -60,8 +60,7 @@ public:
         if (current_field_ != nullptr) {
             if ((*current_field_)->size() + data.size() > max_field_) {
                 return fail(ErrorCode::payload_too_large,
-                            "a form field is larger than " + std::to_string(max_field_) +
-                                " bytes");
+                            "a form field is larger than " + std::to_string(max_field_) + " bytes");
             }
             (*current_field_)->append(data);
             return {};
@@ -102,7 +101,7 @@ public:
     CreateFields& fields() { return fields_; }
     std::vector<UploadedFile>& files() { return files_; }
 
-private:
+  private:
     std::optional<std::string>* field_slot(const std::string& name) {
         if (name == "type") return &fields_.type;
         if (name == "params") return &fields_.params;
@@ -131,8 +130,8 @@ private:
         UploadedFile file;
         file.record.original_name =
             storage::to_valid_utf8(*headers.filename, max_original_name_bytes);
-        file.record.name = storage::unique_file_name(
-            storage::sanitize_file_name(*headers.filename), taken_names_);
+        file.record.name =
+            storage::unique_file_name(storage::sanitize_file_name(*headers.filename), taken_names_);
         auto writer = staging_.create(file.record.name);
         if (!writer) return std::unexpected(writer.error());
         writer_ = std::move(*writer);
@@ -169,7 +168,8 @@ Result<> stream_multipart(http::Request& request, const std::string& boundary,
     std::vector<char> buffer(read_chunk_bytes);
     std::uint64_t remaining = *request.content_length;
     while (remaining > 0) {
-        std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, buffer.size()));
+        std::size_t want =
+            static_cast<std::size_t>(std::min<std::uint64_t>(remaining, buffer.size()));
         std::size_t got = request.body->read(buffer.data(), want);
         if (got == 0) {
             return fail(ErrorCode::invalid_request,
@@ -214,8 +214,7 @@ Result<ValidatedJob> validate(const AppState& app, const CreateFields& fields,
     if (fields.priority) {
         auto p = jobs::parse_priority(*fields.priority);
         if (!p) {
-            return fail(ErrorCode::invalid_request,
-                        "priority must be premium, standard or batch");
+            return fail(ErrorCode::invalid_request, "priority must be premium, standard or batch");
         }
         v.priority = *p;
     }
@@ -252,9 +251,12 @@ Result<CreateFields> read_json_request(http::Request& request, const ApiConfig& 
     }
     CreateFields fields;
     for (const auto& [key, value] : json->items()) {
-        if (key == "type" && value.is_string()) fields.type = value.get<std::string>();
-        else if (key == "priority" && value.is_string()) fields.priority = value.get<std::string>();
-        else if (key == "params") fields.params = value.dump();
+        if (key == "type" && value.is_string())
+            fields.type = value.get<std::string>();
+        else if (key == "priority" && value.is_string())
+            fields.priority = value.get<std::string>();
+        else if (key == "params")
+            fields.params = value.dump();
         else
             return fail(ErrorCode::invalid_request,
                         "unexpected member '" + key.substr(0, 64) +
@@ -308,9 +310,9 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
         return fail(ErrorCode::length_required, "a Content-Length header is required");
     }
     if (*request.content_length > limits.max_request_bytes) {
-        return fail(ErrorCode::payload_too_large,
-                    "the request is larger than " + std::to_string(limits.max_request_bytes) +
-                        " bytes");
+        return fail(
+            ErrorCode::payload_too_large,
+            "the request is larger than " + std::to_string(limits.max_request_bytes) + " bytes");
     }
 
     jobs::NewJob job;

@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
     using namespace kiln;
     CLI::App cli{"kiln-api: the kiln job API (FastCGI)"};
     std::optional<std::string> config_path;
-    cli.add_option("-c,--config", config_path, "config file (default $KILN_CONFIG or /etc/kiln/kiln.toml)");
+    cli.add_option("-c,--config", config_path,
+                   "config file (default $KILN_CONFIG or /etc/kiln/kiln.toml)");
     CLI11_PARSE(cli, argc, argv);
 
     auto config = load_config(config_path);
@@ -74,12 +75,12 @@ int main(int argc, char** argv) {
                                  {"threads", config->api.threads},
                                  {"converters", app.converters.size()}});
     util::notify("READY=1");
-    auto ran = (*server)->run(config->api.threads,
-                              [&]() -> Result<std::unique_ptr<http::ThreadHandler>> {
-                                  auto magic = magic::Detector::open();
-                                  if (!magic) return std::unexpected(magic.error());
-                                  return std::make_unique<api::ApiHandler>(app, std::move(*magic));
-                              });
+    auto ran =
+        (*server)->run(config->api.threads, [&]() -> Result<std::unique_ptr<http::ThreadHandler>> {
+            auto magic = magic::Detector::open();
+            if (!magic) return std::unexpected(magic.error());
+            return std::make_unique<api::ApiHandler>(app, std::move(*magic));
+        });
     if (!ran) {
         log::error("cannot start", {{"error", ran.error().describe()}});
         return 1;

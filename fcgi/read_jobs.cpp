@@ -138,9 +138,8 @@ Result<http::Response> download_log(Context& ctx, const std::string& id, const s
     if (!job) return std::unexpected(job.error());
     std::error_code ec;
     const bool plain_name = name.find('/') == std::string::npos && !name.starts_with('.');
-    if (!plain_name ||
-        !std::filesystem::is_regular_file(ctx.app.storage.path_of(storage::Area::logs, job->id, name),
-                                          ec)) {
+    if (!plain_name || !std::filesystem::is_regular_file(
+                           ctx.app.storage.path_of(storage::Area::logs, job->id, name), ec)) {
         return fail(ErrorCode::not_found, "no such log");
     }
     http::Response r;

@@ -48,8 +48,14 @@ std::string tail(const std::string& text, std::size_t n) {
 // The media duration from ffprobe, for ffmpeg's progress; 0 when unknown.
 double probe_duration(const fs::path& input, const fs::path& workdir) {
     process::ChildSpec spec;
-    spec.argv = {"ffprobe", "-v",   "error", "-show_entries", "format=duration",
-                 "-of",     "default=noprint_wrappers=1:nokey=1", input.string()};
+    spec.argv = {"ffprobe",
+                 "-v",
+                 "error",
+                 "-show_entries",
+                 "format=duration",
+                 "-of",
+                 "default=noprint_wrappers=1:nokey=1",
+                 input.string()};
     spec.workdir = workdir;
     spec.env = child_environment(workdir);
     spec.timeout = 30s;
@@ -71,10 +77,14 @@ struct Staged {
 };
 
 class Attempt {
-public:
-    Attempt(const converters::Definition& def, RunningJob& running,
-            const storage::Storage& storage, const RunnerLimits& limits, magic::Detector& magic)
-        : def_(def), running_(running), job_(running.job()), storage_(storage), limits_(limits),
+  public:
+    Attempt(const converters::Definition& def, RunningJob& running, const storage::Storage& storage,
+            const RunnerLimits& limits, magic::Detector& magic)
+        : def_(def),
+          running_(running),
+          job_(running.job()),
+          storage_(storage),
+          limits_(limits),
           magic_(magic) {
         workdir_ = storage.root() / "tmp" / fmt::format("work-{}-{}", job_.id, job_.attempt);
         // Inside the work directory, so its lock covers it; outputs never start with '.'.
@@ -148,7 +158,7 @@ public:
         fs::rename(log_file_, dir / fmt::format("attempt-{:03}.log", existing + 1), ec);
     }
 
-private:
+  private:
     // Reads the image's declared size from its header (no decoding) and refuses images above
     // max_pixels: a permanent failure, since the same file fails every time.
     Result<> check_pixels(const fs::path& input) {
@@ -204,7 +214,10 @@ private:
             deadline - std::chrono::steady_clock::now());
         spec.timeout = std::max(left, std::chrono::milliseconds(1));
         spec.limits.cpu_seconds =
-            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(def_.timeout).count()) * 2 + 1;
+            static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::seconds>(def_.timeout).count()) *
+                2 +
+            1;
         spec.log_file = log_file_;
         spec.max_log_bytes = limits_.max_log_bytes;
         spec.stop = &running_.stop_flag();
@@ -226,17 +239,16 @@ private:
         };
         auto outcome = process::run_child(spec);
         if (!outcome) {
-            return fail(ErrorCode::internal,
-                        fmt::format("{}: cannot start {}: {}", step.name, step.program,
-                                    outcome.error().describe()));
+            return fail(ErrorCode::internal, fmt::format("{}: cannot start {}: {}", step.name,
+                                                         step.program, outcome.error().describe()));
         }
         if (outcome->succeeded()) return {};
         std::string reason = outcome->timed_out
                                  ? fmt::format("timed out after {} s", def_.timeout.count())
                                  : outcome->describe();
-        return fail(ErrorCode::internal, fmt::format("{}: {} {}\n{}", step.name, step.program,
-                                                     reason, tail(outcome->log_tail,
-                                                                  max_error_tail)));
+        return fail(ErrorCode::internal,
+                    fmt::format("{}: {} {}\n{}", step.name, step.program, reason,
+                                tail(outcome->log_tail, max_error_tail)));
     }
 
     // Moves the outputs into a staging area for results/{job}/ and describes them; a missing or
@@ -250,7 +262,8 @@ private:
         for (const auto& name : outputs) {
             const fs::path file = workdir_ / name;
             std::error_code ec;
-            if (!fs::is_regular_file(fs::symlink_status(file, ec)) || fs::file_size(file, ec) == 0) {
+            if (!fs::is_regular_file(fs::symlink_status(file, ec)) ||
+                fs::file_size(file, ec) == 0) {
                 return fail(ErrorCode::internal,
                             fmt::format("the converter did not produce {}", name));
             }
@@ -312,8 +325,8 @@ jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& runn
     } else if (def->run.builtin == "noop") {
         result = run_noop(job, running);
     } else if (!def->run.builtin.empty()) {
-        result = fail(ErrorCode::config, "this worker has no builtin converter named '" +
-                                             def->run.builtin + "'");
+        result = fail(ErrorCode::config,
+                      "this worker has no builtin converter named '" + def->run.builtin + "'");
     } else if (def->run.steps.empty()) {
         result = fail(ErrorCode::config, job.type + " has no [run] section to run");
     } else {
@@ -339,8 +352,8 @@ jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& runn
         // A broken definition or a converter this worker lacks cannot heal by retrying here.
         outcome.permanent = result.error().code == ErrorCode::config ||
                             result.error().code == ErrorCode::invalid_request;
-        outcome.retry_delay = jobs::retry_delay(job.attempt, std::chrono::seconds(2),
-                                                std::chrono::minutes(5));
+        outcome.retry_delay =
+            jobs::retry_delay(job.attempt, std::chrono::seconds(2), std::chrono::minutes(5));
     }
     return outcome;
 }

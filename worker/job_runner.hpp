@@ -17,7 +17,7 @@ namespace kiln::worker {
 
 // What the recorder and the dispatcher can see and do about a job while it runs.
 class RunningJob {
-public:
+  public:
     explicit RunningJob(jobs::ClaimedJob job) : job_(std::move(job)) {}
     const jobs::ClaimedJob& job() const { return job_; }
 
@@ -36,7 +36,7 @@ public:
     // The progress to write, if it changed since the last call.
     bool take_progress(int& percent, std::string& step);
 
-private:
+  private:
     jobs::ClaimedJob job_;
     std::atomic<bool> stop_{false};
     std::atomic<StopReason> reason_{StopReason::none};
@@ -54,7 +54,7 @@ struct RunnerLimits {
 };
 
 class JobRunner {
-public:
+  public:
     JobRunner(const storage::Storage& storage, RunnerLimits limits, magic::Detector& magic)
         : storage_(storage), limits_(limits), magic_(magic) {}
 
@@ -62,7 +62,7 @@ public:
     // stopped for release). `def` is null when the worker no longer knows the job's type.
     jobs::Outcome run(const converters::Definition* def, RunningJob& running);
 
-private:
+  private:
     const storage::Storage& storage_;
     RunnerLimits limits_;
     magic::Detector& magic_;

@@ -30,8 +30,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 256));
     cli.add_option("--types", types, "comma-separated converter names to run (default: all)");
     cli.add_option("--name", name, "worker name recorded on claimed jobs (default host-pid)");
-    cli.add_option("--grace-seconds", grace,
-                   "time running jobs get to finish after SIGTERM (overrides worker.grace_seconds)");
+    cli.add_option(
+        "--grace-seconds", grace,
+        "time running jobs get to finish after SIGTERM (overrides worker.grace_seconds)");
     cli.add_option("--prefetch", prefetch, "jobs claimed ahead of free slots (worker.prefetch)")
         ->check(CLI::Range(0, 256));
     cli.add_option("--lease-seconds", lease, "lease length (overrides worker.lease_seconds)")

@@ -20,7 +20,9 @@ Recorder::~Recorder() {
     if (thread_.joinable()) finish(0s);
 }
 
-void Recorder::start() { thread_ = std::thread([this] { loop(); }); }
+void Recorder::start() {
+    thread_ = std::thread([this] { loop(); });
+}
 
 void Recorder::finish(std::chrono::seconds patience) {
     {
@@ -89,7 +91,8 @@ void Recorder::loop() {
         } else {
             // The database is down: wait before the next try, but wake for shutdown.
             std::unique_lock lock(mutex_);
-            wake_.wait_for(lock, backoff, [&] { return finishing_ && Clock::now() >= give_up_at_; });
+            wake_.wait_for(lock, backoff,
+                           [&] { return finishing_ && Clock::now() >= give_up_at_; });
             backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
         }
     }
@@ -110,10 +113,11 @@ bool Recorder::record_batch() {
         conn ? jobs::record_outcomes(**conn, batch) : std::unexpected(conn.error());
     if (!applied) {
         session_.note(applied.error());
-        log::warning("cannot record outcomes yet", {{"error", applied.error().describe()},
-                                                     {"count", batch.size()}});
+        log::warning("cannot record outcomes yet",
+                     {{"error", applied.error().describe()}, {"count", batch.size()}});
         std::lock_guard lock(mutex_);
-        for (auto it = batch.rbegin(); it != batch.rend(); ++it) outcomes_.push_front(std::move(*it));
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it)
+            outcomes_.push_front(std::move(*it));
         return false;
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -139,7 +143,8 @@ void Recorder::write_progress() {
         int percent = 0;
         std::string step;
         if (!job->take_progress(percent, step)) continue;
-        auto r = jobs::record_progress(**conn, job->job().seq, job->job().lease_token, percent, step);
+        auto r =
+            jobs::record_progress(**conn, job->job().seq, job->job().lease_token, percent, step);
         if (!r) {
             session_.note(r.error());
             return;

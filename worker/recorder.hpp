@@ -21,7 +21,7 @@
 namespace kiln::worker {
 
 class Recorder {
-public:
+  public:
     Recorder(DatabaseConfig db, std::string worker, std::chrono::seconds lease);
     ~Recorder();
 
@@ -34,7 +34,7 @@ public:
     // Outcomes not yet recorded (for tests and status).
     std::size_t backlog() const;
 
-private:
+  private:
     void loop();
     // A snapshot of the tracked jobs, taken under the lock, used outside it.
     std::vector<std::shared_ptr<RunningJob>> running_jobs() const;

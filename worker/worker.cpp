@@ -31,10 +31,14 @@ std::string default_name() {
 
 const char* outcome_name(jobs::Outcome::Kind kind) {
     switch (kind) {
-        case jobs::Outcome::Kind::completed: return "completed";
-        case jobs::Outcome::Kind::failed: return "failed";
-        case jobs::Outcome::Kind::released: return "released";
-        case jobs::Outcome::Kind::cancelled: return "cancelled";
+        case jobs::Outcome::Kind::completed:
+            return "completed";
+        case jobs::Outcome::Kind::failed:
+            return "failed";
+        case jobs::Outcome::Kind::released:
+            return "released";
+        case jobs::Outcome::Kind::cancelled:
+            return "cancelled";
     }
     return "unknown";
 }
@@ -80,7 +84,8 @@ void Worker::stop() {
 
 void Worker::signal_dispatcher() {
     const std::uint64_t one = 1;
-    if (event_fd_.valid()) [[maybe_unused]] auto n = ::write(event_fd_.get(), &one, sizeof one);
+    if (event_fd_.valid()) [[maybe_unused]]
+        auto n = ::write(event_fd_.get(), &one, sizeof one);
 }
 
 std::vector<std::string> Worker::claimable_types() {
@@ -136,10 +141,11 @@ Result<> Worker::run() {
                 }
                 auto it = catalog->find(job->job().type);
                 const auto started = Clock::now();
-                jobs::Outcome outcome = runner.run(it == catalog->end() ? nullptr : &it->second, *job);
-                const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    Clock::now() - started)
-                                    .count();
+                jobs::Outcome outcome =
+                    runner.run(it == catalog->end() ? nullptr : &it->second, *job);
+                const auto ms =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started)
+                        .count();
                 nlohmann::json fields = {{"job", job->job().id},
                                          {"type", job->job().type},
                                          {"attempt", job->job().attempt},
@@ -159,9 +165,8 @@ Result<> Worker::run() {
         });
     }
 
-    log::info("kiln-worker ready", {{"worker", name_},
-                                    {"slots", config_.worker.slots},
-                                    {"types", claimable_types()}});
+    log::info("kiln-worker ready",
+              {{"worker", name_}, {"slots", config_.worker.slots}, {"types", claimable_types()}});
     util::notify("READY=1");
     dispatch_loop();
 

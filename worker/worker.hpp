@@ -29,7 +29,7 @@ namespace kiln::worker {
 using Catalog = std::map<std::string, converters::Definition, std::less<>>;
 
 class Worker {
-public:
+  public:
     Worker(Config config, Catalog catalog);
     ~Worker();
 
@@ -45,7 +45,7 @@ public:
 
     [[nodiscard]] const std::string& name() const { return name_; }
 
-private:
+  private:
     void dispatch_loop();
     void slot_loop();
     void claim(std::size_t wanted);

@@ -39,15 +39,15 @@ Result<CreatedToken> create_token(db::Connection& conn, const std::string& owner
                    c == '@' || c == '-';
         });
     if (!valid_owner) {
-        return fail(ErrorCode::invalid_request, "owner must be 1..64 characters of [A-Za-z0-9._@-]");
+        return fail(ErrorCode::invalid_request,
+                    "owner must be 1..64 characters of [A-Za-z0-9._@-]");
     }
     CreatedToken created;
     created.token = util::new_api_token();
     auto stmt = conn.prepare(
         "INSERT INTO tokens (token_sha256, owner, is_admin, created_at) VALUES (?, ?, ?, ?)");
     if (!stmt) return std::unexpected(stmt.error());
-    const db::Value values[] = {util::sha256_hex(created.token), owner,
-                                std::int64_t{admin ? 1 : 0},
+    const db::Value values[] = {util::sha256_hex(created.token), owner, std::int64_t{admin ? 1 : 0},
                                 jobs::sql_timestamp(util::now_ms())};
     if (auto r = (*stmt)->execute(values); !r) return std::unexpected(r.error());
     created.id = (*stmt)->last_insert_id();
@@ -60,12 +60,13 @@ Result<bool> revoke_token(db::Connection& conn, const std::string& id_or_token) 
                          std::all_of(id_or_token.begin(), id_or_token.end(),
                                      [](char c) { return c >= '0' && c <= '9'; });
     auto affected =
-        numeric ? conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                               {now, std::stoll(id_or_token)})
-                : conn.execute(
-                      "UPDATE tokens SET revoked_at = ? WHERE token_sha256 = ? AND revoked_at IS "
-                      "NULL",
-                      {now, util::sha256_hex(id_or_token)});
+        numeric
+            ? conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                           {now, std::stoll(id_or_token)})
+            : conn.execute(
+                  "UPDATE tokens SET revoked_at = ? WHERE token_sha256 = ? AND revoked_at IS "
+                  "NULL",
+                  {now, util::sha256_hex(id_or_token)});
     if (!affected) return std::unexpected(affected.error());
     return *affected > 0;
 }

@@ -23,11 +23,11 @@
 namespace kiln::converters {
 
 struct ExpansionContext {
-    nlohmann::json params;                       // validated, normalised
-    std::filesystem::path input;                 // first source
-    std::filesystem::path workdir;               // outputs are written here
-    std::vector<std::string> outputs;            // declared outputs, already expanded
-    double duration = 0;                         // the input's duration in s, 0 when unknown
+    nlohmann::json params;             // validated, normalised
+    std::filesystem::path input;       // first source
+    std::filesystem::path workdir;     // outputs are written here
+    std::vector<std::string> outputs;  // declared outputs, already expanded
+    double duration = 0;               // the input's duration in s, 0 when unknown
 };
 
 // True when the template uses {seek:...}, so the input's duration must be probed first.

@@ -445,8 +445,8 @@ Definition parse_definition(const std::string& file, const toml::table& doc) {
     def.timeout = std::chrono::seconds(r.integer_in("timeout_seconds", 600, 1, 86400));
     def.max_attempts = static_cast<std::uint32_t>(r.integer_in("max_attempts", 3, 1, 100));
     if (r.has("max_pixels")) {
-        def.max_pixels = static_cast<std::uint64_t>(
-            r.integer_in("max_pixels", 0, 1, std::int64_t{1} << 40));
+        def.max_pixels =
+            static_cast<std::uint64_t>(r.integer_in("max_pixels", 0, 1, std::int64_t{1} << 40));
     }
 
     if (const toml::table* params = r.table("params")) {
@@ -611,7 +611,8 @@ Result<Definition> load_definition(const std::filesystem::path& file) {
         // directory, so a converter can ship its helper program beside it.
         for (auto& step : def.run.steps) {
             if (step.program.find('/') != std::string::npos && step.program.front() != '/') {
-                step.program = std::filesystem::absolute(file.parent_path() / step.program).string();
+                step.program =
+                    std::filesystem::absolute(file.parent_path() / step.program).string();
             }
         }
         return def;

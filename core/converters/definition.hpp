@@ -30,7 +30,7 @@ struct ParamSpec {
 
 // One program run of a converter; a converter runs its steps in order in one work directory.
 struct RunStep {
-    std::string name;               // shown as the job's step while it runs
+    std::string name;  // shown as the job's step while it runs
     std::string program;
     std::vector<std::string> args;  // argument template, {placeholders} expanded by the worker
 };
@@ -48,7 +48,7 @@ struct RunSpec {
 struct Definition {
     std::string name;  // e.g. "video.transcode": [a-z0-9_.-]{1,64}
     std::string description;
-    std::vector<std::string> accepts;  // MIME types, "video/*" wildcards allowed
+    std::vector<std::string> accepts;    // MIME types, "video/*" wildcards allowed
     std::uint64_t max_upload_bytes = 0;  // per file
     std::uint32_t min_files = 1;
     std::uint32_t max_files = 1;

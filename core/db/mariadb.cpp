@@ -1,7 +1,7 @@
 #include "core/db/mariadb.hpp"
 
-#include <mysql.h>
 #include <errmsg.h>
+#include <mysql.h>
 
 #include <cstring>
 #include <mutex>
@@ -73,9 +73,8 @@ Result<> Statement::stmt_error(std::string_view operation) {
 Result<> Statement::bind_and_execute(std::span<const Value> params) {
     const auto expected = static_cast<std::size_t>(mysql_stmt_param_count(stmt_));
     if (expected != params.size()) {
-        return fail(ErrorCode::internal,
-                    fmt::format("statement expects {} params, got {}: {}", expected,
-                                params.size(), sql_));
+        return fail(ErrorCode::internal, fmt::format("statement expects {} params, got {}: {}",
+                                                     expected, params.size(), sql_));
     }
     std::vector<MYSQL_BIND> binds(params.size());
     std::vector<long long> ints(params.size());
@@ -224,8 +223,8 @@ Connection::~Connection() {
 
 Result<> Connection::check(int rc, std::string_view operation) {
     if (rc == 0) return {};
-    auto err = make_error(operation, mysql_errno(handle_), mysql_sqlstate(handle_),
-                          mysql_error(handle_));
+    auto err =
+        make_error(operation, mysql_errno(handle_), mysql_sqlstate(handle_), mysql_error(handle_));
     if (err.error().code == ErrorCode::unavailable) broken_ = true;
     return err;
 }

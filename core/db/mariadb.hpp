@@ -31,7 +31,7 @@ void init_library();
 using Value = std::variant<std::nullptr_t, std::int64_t, std::string>;
 
 class Row final {
-public:
+  public:
     explicit Row(std::vector<std::optional<std::string>> columns) : columns_(std::move(columns)) {}
     [[nodiscard]] bool is_null(std::size_t i) const { return !columns_.at(i).has_value(); }
     [[nodiscard]] const std::string& text(std::size_t i) const;  // "" for NULL
@@ -41,14 +41,14 @@ public:
     [[nodiscard]] std::int64_t integer(std::size_t i) const;  // 0 for NULL
     [[nodiscard]] std::size_t size() const { return columns_.size(); }
 
-private:
+  private:
     std::vector<std::optional<std::string>> columns_;
 };
 
 class Connection;
 
 class Statement final {
-public:
+  public:
     Statement(Connection& owner, st_mysql_stmt* stmt, std::string sql);
     ~Statement();
     Statement(const Statement&) = delete;
@@ -60,7 +60,7 @@ public:
     [[nodiscard]] Result<std::vector<Row>> query(std::span<const Value> params);
     [[nodiscard]] std::uint64_t last_insert_id() const;
 
-private:
+  private:
     Result<> bind_and_execute(std::span<const Value> params);
     Result<> stmt_error(std::string_view operation);
     Connection& owner_;
@@ -69,7 +69,7 @@ private:
 };
 
 class Connection final {
-public:
+  public:
     // Connects with the configured timeouts. Fails with unavailable when the server cannot be
     // reached.
     static Result<std::unique_ptr<Connection>> open(const DatabaseConfig& config,
@@ -96,7 +96,7 @@ public:
     [[nodiscard]] Result<> ping();
     [[nodiscard]] bool broken() const { return broken_; }
 
-private:
+  private:
     explicit Connection(st_mysql* handle) : handle_(handle) {}
     Result<> check(int rc, std::string_view operation);
     friend class Statement;
@@ -107,7 +107,7 @@ private:
 
 // A connection that reopens itself after an outage: one per thread.
 class Session final {
-public:
+  public:
     explicit Session(DatabaseConfig config) : config_(std::move(config)) {}
     // The live connection, connecting first when there is none or the last one broke. A
     // connection idle for more than a second is pinged first: after a database restart it is
@@ -116,7 +116,7 @@ public:
     // Drops the connection if `error` says it is gone, so the next get() reconnects.
     void note(const Error& error);
 
-private:
+  private:
     DatabaseConfig config_;
     std::unique_ptr<Connection> connection_;
     std::chrono::steady_clock::time_point last_used_{};

@@ -27,14 +27,14 @@ std::string param(FCGX_Request& req, const char* name) {
 }
 
 class FcgiBodyReader final : public BodyReader {
-public:
+  public:
     explicit FcgiBodyReader(FCGX_Stream* in) : in_(in) {}
     std::size_t read(char* buffer, std::size_t size) override {
         int n = FCGX_GetStr(buffer, static_cast<int>(std::min<std::size_t>(size, 1 << 30)), in_);
         return n > 0 ? static_cast<std::size_t>(n) : 0;
     }
 
-private:
+  private:
     FCGX_Stream* in_;
 };
 
@@ -86,7 +86,7 @@ Result<std::unique_ptr<FcgiServer>> FcgiServer::open(const std::string& socket_p
         return std::unique_ptr<FcgiServer>(new FcgiServer(*fd, ""));
     }
     // A socket file left by a crashed instance would make bind() fail.
-    struct stat st{};
+    struct stat st {};
     if (::lstat(socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
         ::unlink(socket_path.c_str());
     }
@@ -105,8 +105,7 @@ FcgiServer::~FcgiServer() {
 }
 
 Result<> FcgiServer::run(
-    unsigned threads,
-    const std::function<Result<std::unique_ptr<ThreadHandler>>()>& make_handler) {
+    unsigned threads, const std::function<Result<std::unique_ptr<ThreadHandler>>()>& make_handler) {
     // Handlers are made up front so a broken set-up fails start-up instead of one thread.
     std::vector<std::unique_ptr<ThreadHandler>> handlers;
     for (unsigned i = 0; i < threads; ++i) {

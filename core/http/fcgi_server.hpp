@@ -16,13 +16,13 @@ namespace kiln::http {
 // Per-thread request handling; made once per thread so it can own a database connection and a
 // libmagic cookie.
 class ThreadHandler {
-public:
+  public:
     virtual ~ThreadHandler() = default;
     virtual Response handle(Request& request) = 0;
 };
 
 class FcgiServer final {
-public:
+  public:
     // Uses the socket systemd passed if there is one, else creates `socket_path` (mode 0660,
     // replacing a stale socket file). Fails with io when the socket cannot be created.
     static Result<std::unique_ptr<FcgiServer>> open(const std::string& socket_path);
@@ -30,14 +30,14 @@ public:
 
     // Runs `threads` accept loops until stop(); each thread calls `make_handler` first.
     // Fails with config when a handler cannot be made (e.g. the magic database is missing).
-    Result<> run(unsigned threads, const std::function<Result<std::unique_ptr<ThreadHandler>>()>&
-                                       make_handler);
+    Result<> run(unsigned threads,
+                 const std::function<Result<std::unique_ptr<ThreadHandler>>()>& make_handler);
 
     // Async-signal-unsafe but thread-safe: called from the signal-handling thread. Requests in
     // progress complete; no new ones are accepted.
     void stop();
 
-private:
+  private:
     explicit FcgiServer(int fd, std::string owned_path)
         : listen_fd_(fd), owned_path_(std::move(owned_path)) {}
     void accept_loop(ThreadHandler& handler);

@@ -14,7 +14,7 @@
 namespace kiln::http {
 
 class BodyReader {
-public:
+  public:
     virtual ~BodyReader() = default;
     // Up to `size` bytes; 0 at the end of the body or when the client went away (the caller
     // compares what it got with Content-Length).

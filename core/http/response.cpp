@@ -4,43 +4,70 @@ namespace kiln::http {
 
 int status_of(ErrorCode code) {
     switch (code) {
-        case ErrorCode::invalid_request: return 400;
-        case ErrorCode::unauthorized: return 401;
-        case ErrorCode::not_found: return 404;
-        case ErrorCode::method_not_allowed: return 405;
-        case ErrorCode::conflict: return 409;
-        case ErrorCode::length_required: return 411;
-        case ErrorCode::payload_too_large: return 413;
-        case ErrorCode::unsupported_media_type: return 415;
+        case ErrorCode::invalid_request:
+            return 400;
+        case ErrorCode::unauthorized:
+            return 401;
+        case ErrorCode::not_found:
+            return 404;
+        case ErrorCode::method_not_allowed:
+            return 405;
+        case ErrorCode::conflict:
+            return 409;
+        case ErrorCode::length_required:
+            return 411;
+        case ErrorCode::payload_too_large:
+            return 413;
+        case ErrorCode::unsupported_media_type:
+            return 415;
         case ErrorCode::unknown_type:
-        case ErrorCode::idempotency_mismatch: return 422;
-        case ErrorCode::insufficient_storage: return 507;
+        case ErrorCode::idempotency_mismatch:
+            return 422;
+        case ErrorCode::insufficient_storage:
+            return 507;
         case ErrorCode::unavailable:
         case ErrorCode::io:
         case ErrorCode::config:
-        case ErrorCode::internal: return 503;
+        case ErrorCode::internal:
+            return 503;
     }
     return 503;
 }
 
 std::string_view reason_phrase(int status) {
     switch (status) {
-        case 200: return "OK";
-        case 201: return "Created";
-        case 202: return "Accepted";
-        case 204: return "No Content";
-        case 400: return "Bad Request";
-        case 401: return "Unauthorized";
-        case 404: return "Not Found";
-        case 405: return "Method Not Allowed";
-        case 409: return "Conflict";
-        case 411: return "Length Required";
-        case 413: return "Content Too Large";
-        case 415: return "Unsupported Media Type";
-        case 422: return "Unprocessable Content";
-        case 503: return "Service Unavailable";
-        case 507: return "Insufficient Storage";
-        default: return "Unknown";
+        case 200:
+            return "OK";
+        case 201:
+            return "Created";
+        case 202:
+            return "Accepted";
+        case 204:
+            return "No Content";
+        case 400:
+            return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 409:
+            return "Conflict";
+        case 411:
+            return "Length Required";
+        case 413:
+            return "Content Too Large";
+        case 415:
+            return "Unsupported Media Type";
+        case 422:
+            return "Unprocessable Content";
+        case 503:
+            return "Service Unavailable";
+        case 507:
+            return "Insufficient Storage";
+        default:
+            return "Unknown";
     }
 }
 

@@ -45,7 +45,8 @@ Result<> retry_job(db::Connection& conn, const Viewer& viewer, const std::string
     if (!job) return std::unexpected(job.error());
     if (!*job) return fail(ErrorCode::not_found, "no such job");
     auto affected = conn.execute(
-        "UPDATE jobs SET status = 'pending', attempts = 0, progress = 0, step = NULL, error = NULL, "
+        "UPDATE jobs SET status = 'pending', attempts = 0, progress = 0, step = NULL, error = "
+        "NULL, "
         "cancel_requested = FALSE, run_at = NOW(3), started_at = NULL, finished_at = NULL, "
         "updated_at = NOW(3) WHERE seq = ? AND status IN ('failed', 'cancelled')",
         {(*job)->first});
@@ -60,7 +61,8 @@ Result<> retry_job(db::Connection& conn, const Viewer& viewer, const std::string
 Result<std::uint64_t> retry_failed(db::Connection& conn, const std::string& type,
                                    std::chrono::seconds window) {
     return conn.execute(
-        "UPDATE jobs SET status = 'pending', attempts = 0, progress = 0, step = NULL, error = NULL, "
+        "UPDATE jobs SET status = 'pending', attempts = 0, progress = 0, step = NULL, error = "
+        "NULL, "
         "cancel_requested = FALSE, run_at = NOW(3), started_at = NULL, finished_at = NULL, "
         "updated_at = NOW(3) WHERE status = 'failed' AND type = ? "
         "AND finished_at >= NOW(3) - INTERVAL ? SECOND",
@@ -88,7 +90,8 @@ Result<std::uint64_t> reap_expired_leases(db::Connection& conn) {
     return reaped;
 }
 
-Result<std::vector<std::uint64_t>> cancel_requests(db::Connection& conn, const std::string& worker) {
+Result<std::vector<std::uint64_t>> cancel_requests(db::Connection& conn,
+                                                   const std::string& worker) {
     auto rows = conn.query(
         "SELECT seq FROM jobs WHERE status = 'running' AND worker = ? AND cancel_requested",
         {worker});

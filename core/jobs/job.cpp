@@ -4,18 +4,23 @@ namespace kiln::jobs {
 
 std::string_view to_string(JobStatus status) {
     switch (status) {
-        case JobStatus::pending: return "pending";
-        case JobStatus::running: return "running";
-        case JobStatus::completed: return "completed";
-        case JobStatus::failed: return "failed";
-        case JobStatus::cancelled: return "cancelled";
+        case JobStatus::pending:
+            return "pending";
+        case JobStatus::running:
+            return "running";
+        case JobStatus::completed:
+            return "completed";
+        case JobStatus::failed:
+            return "failed";
+        case JobStatus::cancelled:
+            return "cancelled";
     }
     return "pending";
 }
 
 std::optional<JobStatus> parse_status(std::string_view text) {
-    for (auto s : {JobStatus::pending, JobStatus::running, JobStatus::completed,
-                   JobStatus::failed, JobStatus::cancelled}) {
+    for (auto s : {JobStatus::pending, JobStatus::running, JobStatus::completed, JobStatus::failed,
+                   JobStatus::cancelled}) {
         if (to_string(s) == text) return s;
     }
     return std::nullopt;
@@ -70,8 +75,8 @@ nlohmann::json to_json(const Job& job) {
                                 : nlohmann::json(nullptr)},
         {"cancel_requested", job.cancel_requested},
         {"error", optional_json(job.error)},
-        {"position_in_queue", job.position_in_queue ? nlohmann::json(*job.position_in_queue)
-                                                    : nlohmann::json(nullptr)},
+        {"position_in_queue",
+         job.position_in_queue ? nlohmann::json(*job.position_in_queue) : nlohmann::json(nullptr)},
         {"sources", std::move(sources)},
         {"results", std::move(results)},
         {"created_at", job.created_at},

@@ -36,8 +36,10 @@ auto in_transaction(db::Connection& conn, Body&& body) -> decltype(body()) {
         if (auto r = conn.begin(); !r) return std::unexpected(r.error());
         auto result = body();
         if (result) {
-            if (auto c = conn.commit(); c) return result;
-            else result = std::unexpected(c.error());
+            if (auto c = conn.commit(); c)
+                return result;
+            else
+                result = std::unexpected(c.error());
         }
         conn.rollback();
         if (!db::is_retryable(result.error()) || attempt >= max_transaction_tries) return result;
@@ -56,8 +58,7 @@ Result<std::vector<ClaimedJob>> claim_once(db::Connection& conn, const ClaimRequ
     if (rows->empty()) return jobs;
 
     const std::string lease = util::sha256_hex(util::random_bytes(16)).substr(0, 32);
-    std::vector<db::Value> binds = {request.worker, lease,
-                                    std::int64_t{request.lease.count()}};
+    std::vector<db::Value> binds = {request.worker, lease, std::int64_t{request.lease.count()}};
     for (const auto& row : *rows) {
         ClaimedJob job;
         job.seq = static_cast<std::uint64_t>(row.integer(0));
@@ -92,7 +93,8 @@ Result<std::vector<ClaimedJob>> claim_once(db::Connection& conn, const ClaimRequ
     if (!files) return std::unexpected(files.error());
     for (const auto& row : *files) {
         auto seq = static_cast<std::uint64_t>(row.integer(0));
-        auto it = std::find_if(jobs.begin(), jobs.end(), [&](const auto& j) { return j.seq == seq; });
+        auto it =
+            std::find_if(jobs.begin(), jobs.end(), [&](const auto& j) { return j.seq == seq; });
         if (it == jobs.end()) continue;
         FileRecord f;
         f.name = row.text(1);
@@ -136,7 +138,8 @@ Result<bool> record_completion(db::Connection& conn, const Outcome& o) {
     if (held->empty()) return false;
     if (o.publish) {
         if (auto r = o.publish(); !r) {
-            return record_failure(conn, o, "publishing the results failed: " + r.error().describe());
+            return record_failure(conn, o,
+                                  "publishing the results failed: " + r.error().describe());
         }
     }
     auto affected = conn.execute(
@@ -163,8 +166,10 @@ Result<bool> record_one(db::Connection& conn, const Outcome& o) {
     const auto seq = static_cast<std::int64_t>(o.seq);
     Result<std::uint64_t> affected = 0;
     switch (o.kind) {
-        case Outcome::Kind::completed: return record_completion(conn, o);
-        case Outcome::Kind::failed: return record_failure(conn, o, o.error);
+        case Outcome::Kind::completed:
+            return record_completion(conn, o);
+        case Outcome::Kind::failed:
+            return record_failure(conn, o, o.error);
         case Outcome::Kind::cancelled:
             affected = conn.execute(
                 "UPDATE jobs SET status = 'cancelled', step = NULL, worker = NULL, "

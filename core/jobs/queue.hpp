@@ -61,8 +61,8 @@ struct Outcome {
     // recording transaction after the lease was checked and the row locked, so only the lease
     // holder ever writes the results directory. Must be idempotent (a batch may be retried).
     std::function<Result<>()> publish;
-    std::string error;                // failed: a readable reason with the log tail
-    bool permanent = false;           // failed: retrying cannot help
+    std::string error;       // failed: a readable reason with the log tail
+    bool permanent = false;  // failed: retrying cannot help
     int attempt = 1;
     int max_attempts = 1;
     std::chrono::milliseconds retry_delay{0};  // failed with attempts left: back-off

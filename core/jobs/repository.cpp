@@ -98,11 +98,15 @@ Result<Job> create_job(db::Connection& conn, const NewJob& in) {
         "INSERT INTO jobs (id, owner, type, status, priority, params, max_attempts, run_at, "
         "created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)");
     if (!insert) return rollback_on_error(insert.error());
-    const db::Value values[] = {in.id,        in.owner, in.type,
+    const db::Value values[] = {in.id,
+                                in.owner,
+                                in.type,
                                 std::int64_t{in.priority},
                                 in.params.dump(),
                                 std::int64_t{in.max_attempts},
-                                ts,           ts,       ts};
+                                ts,
+                                ts,
+                                ts};
     if (auto r = (*insert)->execute(values); !r) return rollback_on_error(r.error());
     const auto seq = static_cast<std::int64_t>((*insert)->last_insert_id());
 
@@ -192,16 +196,16 @@ Result<JobPage> list_jobs(db::Connection& conn, const Viewer& viewer, const List
     // NULL filters match everything; the seq bound makes the page keyset-paginated.
     static const std::string where =
         "(owner = ? OR ?) AND (? IS NULL OR status = ?) AND (? IS NULL OR type = ?) AND seq < ?";
-    static const std::string jobs_sql = fmt::format(
-        "SELECT {} FROM jobs WHERE {} ORDER BY seq DESC LIMIT ?", job_columns, where);
+    static const std::string jobs_sql =
+        fmt::format("SELECT {} FROM jobs WHERE {} ORDER BY seq DESC LIMIT ?", job_columns, where);
     static const std::string files_sql = fmt::format(
         "SELECT f.kind, f.name, f.original_name, f.size, f.content_type, f.sha256, f.job_seq "
         "FROM job_files f JOIN (SELECT seq FROM jobs WHERE {} ORDER BY seq DESC LIMIT ?) j "
         "ON f.job_seq = j.seq ORDER BY f.kind, f.ordinal, f.name",
         where);
 
-    db::Value status = filter.status ? db::Value(std::string(to_string(*filter.status)))
-                                     : db::Value(nullptr);
+    db::Value status =
+        filter.status ? db::Value(std::string(to_string(*filter.status))) : db::Value(nullptr);
     db::Value type = filter.type ? db::Value(*filter.type) : db::Value(nullptr);
     const auto before = static_cast<std::int64_t>(
         filter.before_seq.value_or(static_cast<std::uint64_t>(INT64_MAX)));

@@ -53,8 +53,8 @@ Result<std::uint64_t> sweep_orphans(db::Connection& conn, const storage::Storage
             if (!older_than(entry.path(), age)) continue;
             // Published but its row not yet committed: the uploader still holds the lock.
             if (storage::DirectoryLock::held_elsewhere(entry.path())) continue;
-            auto rows = conn.query("SELECT 1 FROM jobs WHERE id = ?",
-                                   {entry.path().filename().string()});
+            auto rows =
+                conn.query("SELECT 1 FROM jobs WHERE id = ?", {entry.path().filename().string()});
             if (!rows) return std::unexpected(rows.error());
             if (!rows->empty()) continue;
             fs::remove_all(entry.path(), ec);
@@ -85,12 +85,18 @@ std::optional<std::chrono::seconds> parse_duration(std::string_view text) {
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size() - 1, n);
     if (ec != std::errc() || ptr != text.data() + text.size() - 1 || n < 0) return std::nullopt;
     switch (text.back()) {
-        case 's': return std::chrono::seconds(n);
-        case 'm': return std::chrono::seconds(n * 60);
-        case 'h': return std::chrono::seconds(n * 3600);
-        case 'd': return std::chrono::seconds(n * 86400);
-        case 'w': return std::chrono::seconds(n * 7 * 86400);
-        default: return std::nullopt;
+        case 's':
+            return std::chrono::seconds(n);
+        case 'm':
+            return std::chrono::seconds(n * 60);
+        case 'h':
+            return std::chrono::seconds(n * 3600);
+        case 'd':
+            return std::chrono::seconds(n * 86400);
+        case 'w':
+            return std::chrono::seconds(n * 7 * 86400);
+        default:
+            return std::nullopt;
     }
 }
 

@@ -17,7 +17,7 @@ namespace kiln::jobs {
 struct PurgePolicy {
     std::optional<std::chrono::seconds> completed_older_than;
     std::optional<std::chrono::seconds> failed_older_than;  // failed and cancelled jobs
-    std::optional<std::uint64_t> keep_failed;  // the newest N failed/cancelled jobs are kept
+    std::optional<std::uint64_t> keep_failed;       // the newest N failed/cancelled jobs are kept
     std::chrono::seconds orphans_older_than{3600};  // files without a row, staging leftovers
     int batch = 500;
 };

@@ -37,7 +37,7 @@ Result<WakeupListener> WakeupListener::open(const fs::path& dir, const std::stri
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
         return fail_errno("bind(" + path.string() + ")", errno);
     }
-    struct stat st{};
+    struct stat st {};
     ::lstat(path.c_str(), &st);
     return WakeupListener(std::move(fd), std::move(path), st.st_ino);
 }
@@ -45,7 +45,7 @@ Result<WakeupListener> WakeupListener::open(const fs::path& dir, const std::stri
 WakeupListener::~WakeupListener() {
     if (!fd_.valid() || path_.empty()) return;
     // A worker started later under the same name has replaced the file: keep theirs.
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path_.c_str(), &st) == 0 && st.st_ino == inode_) ::unlink(path_.c_str());
 }
 

@@ -17,7 +17,7 @@
 namespace kiln::jobs {
 
 class WakeupListener final {
-public:
+  public:
     // Binds dir/NAME.sock (replacing a stale one; the directory is created when missing).
     static Result<WakeupListener> open(const std::filesystem::path& dir, const std::string& name);
     ~WakeupListener();
@@ -28,7 +28,7 @@ public:
     // Reads every pending datagram; returns how many there were.
     int drain();
 
-private:
+  private:
     WakeupListener(util::UniqueFd fd, std::filesystem::path path, ino_t inode)
         : fd_(std::move(fd)), path_(std::move(path)), inode_(inode) {}
     util::UniqueFd fd_;
@@ -38,13 +38,13 @@ private:
 
 // Not thread-safe: one per thread.
 class WakeupSender final {
-public:
+  public:
     explicit WakeupSender(std::filesystem::path dir);
     // Sends to every worker socket in the directory, never blocking (a full socket buffer means
     // that worker is already awake). The directory listing is cached for a second.
     void notify();
 
-private:
+  private:
     std::filesystem::path dir_;
     util::UniqueFd fd_;
     std::vector<std::string> targets_;

@@ -17,7 +17,7 @@ namespace kiln::magic {
 inline constexpr std::size_t head_bytes = 64 * 1024;
 
 class Detector final {
-public:
+  public:
     // Loads the default magic database. Fails with config when it cannot be loaded.
     static Result<std::unique_ptr<Detector>> open();
     ~Detector();
@@ -27,7 +27,7 @@ public:
     // The MIME type ("image/png"), "application/octet-stream" when unknown.
     [[nodiscard]] std::string mime_type(std::string_view head);
 
-private:
+  private:
     explicit Detector(magic_set* cookie) : cookie_(cookie) {}
     magic_set* cookie_;
 };

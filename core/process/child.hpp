@@ -30,8 +30,8 @@ struct ChildSpec {
     std::vector<std::string> env;   // "NAME=value"; the whole environment (nothing inherited)
     Limits limits;
     std::chrono::milliseconds timeout{600'000};
-    std::filesystem::path log_file;            // stdout+stderr appended here; empty: not kept
-    std::uint64_t max_log_bytes = 1 << 20;     // the log stops growing past this (marked)
+    std::filesystem::path log_file;         // stdout+stderr appended here; empty: not kept
+    std::uint64_t max_log_bytes = 1 << 20;  // the log stops growing past this (marked)
     // Called with each complete stdout line (without the newline), from the calling thread.
     std::function<void(std::string_view line)> on_stdout_line;
     // Polled at least every 100 ms; when it becomes true the group is killed (cancelled).
@@ -39,8 +39,8 @@ struct ChildSpec {
 };
 
 struct ChildOutcome {
-    int exit_code = -1;    // when the child exited
-    int term_signal = 0;   // when it was killed by a signal
+    int exit_code = -1;   // when the child exited
+    int term_signal = 0;  // when it was killed by a signal
     bool timed_out = false;
     bool stopped = false;  // killed because *stop became true
     std::string log_tail;  // the last ~4 KiB of stdout+stderr

@@ -56,9 +56,12 @@ Result<FileDigest> digest_file(const fs::path& path, std::size_t head_bytes) {
 
 std::string_view to_string(Area area) {
     switch (area) {
-        case Area::sources: return "sources";
-        case Area::results: return "results";
-        case Area::logs: return "logs";
+        case Area::sources:
+            return "sources";
+        case Area::results:
+            return "results";
+        case Area::logs:
+            return "logs";
     }
     return "sources";
 }
@@ -134,8 +137,8 @@ Staging::~Staging() {
 Result<std::unique_ptr<FileWriter>> Staging::create(const std::string& name) {
     fs::path path = dir_ / name;
     // O_EXCL|O_NOFOLLOW: never write through a link or over another file.
-    util::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                             0640));
+    util::UniqueFd fd(
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640));
     if (!fd.valid()) return fail_errno("open(" + path.string() + ")", errno);
     return std::make_unique<FileWriter>(std::move(fd), std::move(path));
 }

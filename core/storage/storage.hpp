@@ -24,7 +24,7 @@ std::string_view to_string(Area area);
 
 // One file being written: hashed and counted as it goes.
 class FileWriter final {
-public:
+  public:
     FileWriter(util::UniqueFd fd, std::filesystem::path path);
     // Fails with insufficient_storage when the disk is full, io otherwise.
     [[nodiscard]] Result<> write(std::string_view data);
@@ -33,7 +33,7 @@ public:
     [[nodiscard]] std::uint64_t size() const { return size_; }
     [[nodiscard]] const std::filesystem::path& path() const { return path_; }
 
-private:
+  private:
     util::UniqueFd fd_;
     std::filesystem::path path_;
     util::Sha256 hash_;
@@ -43,13 +43,13 @@ private:
 // An exclusive flock(2) on a directory for as long as the object lives: marks a staging or work
 // directory as in use, so the purge's sweep never removes it, however old its mtime.
 class DirectoryLock final {
-public:
+  public:
     // Fails with io when the directory cannot be opened.
     static Result<DirectoryLock> acquire(const std::filesystem::path& dir);
     // True when another process (or object) holds the lock.
     static bool held_elsewhere(const std::filesystem::path& dir);
 
-private:
+  private:
     explicit DirectoryLock(util::UniqueFd fd) : fd_(std::move(fd)) {}
     util::UniqueFd fd_;
 };
@@ -58,7 +58,7 @@ private:
 // DirectoryLock) until destroyed, also after the commit renamed it into place: the window
 // between publishing the files and committing the row is never swept.
 class Staging final {
-public:
+  public:
     Staging(std::filesystem::path dir, std::filesystem::path final_dir, DirectoryLock lock);
     ~Staging();
     Staging(const Staging&) = delete;
@@ -76,7 +76,7 @@ public:
     // Undoes a commit (the row could not be recorded): removes the final directory.
     void discard_committed() noexcept;
 
-private:
+  private:
     std::filesystem::path dir_;
     std::filesystem::path final_dir_;
     DirectoryLock lock_;
@@ -89,7 +89,7 @@ struct StoredFileInfo {
 };
 
 class Storage final {
-public:
+  public:
     explicit Storage(std::filesystem::path root) : root_(std::move(root)) {}
 
     // Creates the area directories (idempotent).
@@ -109,7 +109,7 @@ public:
 
     [[nodiscard]] const std::filesystem::path& root() const { return root_; }
 
-private:
+  private:
     std::filesystem::path root_;
 };
 

@@ -13,7 +13,7 @@ namespace kiln::util {
 
 // Incremental SHA-256 over a stream of chunks.
 class Sha256 final {
-public:
+  public:
     Sha256();
     ~Sha256();
     Sha256(Sha256&&) noexcept;
@@ -25,7 +25,7 @@ public:
     // Lowercase hex digest; the object is spent afterwards.
     [[nodiscard]] std::string finish_hex();
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

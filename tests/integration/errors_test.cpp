@@ -14,7 +14,7 @@ namespace kiln::test {
 namespace {
 
 class Errors : public ::testing::Test {
-protected:
+  protected:
     const Stack& stack = Stack::get();
     Client client = stack.admin();
 
@@ -50,8 +50,8 @@ TEST_F(Errors, RevokedTokenIs401AtOnce) {
     std::string token = stack.create_token("revokee");
     Client c = client.with_token(token);
     ASSERT_EQ(c.get("/api/v1/jobs").status, 200);
-    run_command({stack.kilnctl.string(), "--config", stack.config_path.string(), "token",
-                 "revoke", token});
+    run_command(
+        {stack.kilnctl.string(), "--config", stack.config_path.string(), "token", "revoke", token});
     EXPECT_EQ(c.get("/api/v1/jobs").status, 401);
 }
 
@@ -72,10 +72,11 @@ TEST_F(Errors, WrongMethodIs405WithAllow) {
 
 TEST_F(Errors, PostWithoutContentLengthIs411) {
     // (A chunked body is buffered by nginx and arrives with a length, so it is served.)
-    std::string reply = raw_http(stack.url,
-                                 "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\n"
-                                 "Authorization: Bearer " + stack.admin_token +
-                                 "\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n");
+    std::string reply = raw_http(
+        stack.url,
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\n"
+        "Authorization: Bearer " +
+            stack.admin_token + "\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n");
     EXPECT_EQ(reply.rfind("HTTP/1.1 411", 0), 0u) << reply;
     EXPECT_NE(reply.find("\"code\":\"length_required\""), std::string::npos) << reply;
 }
@@ -108,8 +109,8 @@ TEST_F(Errors, MissingTypeIs400) {
 TEST_F(Errors, ParamsOutsideTheirAllowedValuesAre400) {
     const auto rows = stack.job_rows();
     const auto files = stack.files_in("sources").size();
-    for (const char* params : {R"({"format":"avi"})", R"({"height":100000})",
-                               R"({"height":"720"})", R"({"shell":"rm -rf /"})", R"([1,2])",
+    for (const char* params : {R"({"format":"avi"})", R"({"height":100000})", R"({"height":"720"})",
+                               R"({"shell":"rm -rf /"})", R"([1,2])",
                                R"({"a":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]})"}) {
         auto r = client.post_multipart(
             "/api/v1/jobs",
@@ -132,17 +133,17 @@ TEST_F(Errors, EmptyFileIs400) {
     const auto rows = stack.job_rows();
     const auto files = stack.files_in("sources").size();
     auto empty = make_file("empty.png", "", 0);
-    auto r = client.post_multipart("/api/v1/jobs",
-                                   {{"type", "image.thumbnails"}, {"file", "", empty}});
+    auto r =
+        client.post_multipart("/api/v1/jobs", {{"type", "image.thumbnails"}, {"file", "", empty}});
     expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
 }
 
 TEST_F(Errors, TooManyFilesIs413) {
     const auto rows = stack.job_rows();
     const auto files = stack.files_in("sources").size();
-    auto r = client.post_multipart("/api/v1/jobs", {{"type", "image.thumbnails"},
-                                                    {"a", "", media::png()},
-                                                    {"b", "", media::png()}});
+    auto r = client.post_multipart(
+        "/api/v1/jobs",
+        {{"type", "image.thumbnails"}, {"a", "", media::png()}, {"b", "", media::png()}});
     expect_problem_and_nothing_kept(r, 413, "payload_too_large", rows, files);
 }
 
@@ -158,8 +159,8 @@ TEST_F(Errors, FileOverTheConvertersLimitIs413) {
     std::ifstream png(media::png(), std::ios::binary);
     std::string head((std::istreambuf_iterator<char>(png)), std::istreambuf_iterator<char>());
     auto big = make_file("big.png", head, limit + 1);
-    auto r = client.post_multipart("/api/v1/jobs",
-                                   {{"type", "image.thumbnails"}, {"file", "", big}});
+    auto r =
+        client.post_multipart("/api/v1/jobs", {{"type", "image.thumbnails"}, {"file", "", big}});
     expect_problem_and_nothing_kept(r, 413, "payload_too_large", rows, files);
 }
 
@@ -176,9 +177,9 @@ TEST_F(Errors, OversizedPartHeaderIs413) {
 TEST_F(Errors, PngRenamedMp4Is415WithTheDetectedType) {
     const auto rows = stack.job_rows();
     const auto files = stack.files_in("sources").size();
-    auto r = client.post_multipart("/api/v1/jobs", {{"type", "video.transcode"},
-                                                    {"file", "", media::png(), "movie.mp4",
-                                                     "video/mp4"}});
+    auto r = client.post_multipart(
+        "/api/v1/jobs",
+        {{"type", "video.transcode"}, {"file", "", media::png(), "movie.mp4", "video/mp4"}});
     expect_problem_and_nothing_kept(r, 415, "unsupported_media_type", rows, files);
     EXPECT_EQ(r.json()["detected_type"], "image/png");
 }

@@ -691,7 +691,9 @@ TEST_F(Hostile, NulInFileNamesIsRefusedRawAndDroppedWhenEncoded) {
     };
     // The original name is metadata: kept, with the NUL shown as U+FFFD.
     const std::vector<Case> encoded = {
-        {"; filename*=UTF-8''a%00b.png", "ab.png", "a\xEF\xBF\xBD" "b.png"},
+        {"; filename*=UTF-8''a%00b.png", "ab.png",
+         "a\xEF\xBF\xBD"
+         "b.png"},
         {"; filename*=UTF-8''evil.png%00.mp4", "evil.png.mp4", "evil.png\xEF\xBF\xBD.mp4"},
         {"; filename*=UTF-8''%00", "file", "\xEF\xBF\xBD"},
     };

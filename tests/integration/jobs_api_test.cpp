@@ -22,7 +22,7 @@ std::string read_file(const std::filesystem::path& path) {
 }
 
 class JobsApi : public ::testing::Test {
-protected:
+  protected:
     const Stack& stack = Stack::get();
     Client client = stack.admin();
 };
@@ -157,7 +157,8 @@ TEST_F(JobsApi, ListRejectsBadFilters) {
 
 TEST_F(JobsApi, PositionInQueueCountsJobsThatRunFirst) {
     auto batch = client.post_multipart(
-        "/api/v1/jobs", {{"type", "image.thumbnails"}, {"priority", "batch"}, {"file", "", media::png()}});
+        "/api/v1/jobs",
+        {{"type", "image.thumbnails"}, {"priority", "batch"}, {"file", "", media::png()}});
     ASSERT_EQ(batch.status, 201) << batch.body;
     auto premium = client.post_multipart(
         "/api/v1/jobs",

@@ -31,8 +31,8 @@ std::unique_ptr<SpawnedProcess> start_private_api(
     for (const auto& [name, value] : overrides) ::setenv(name.c_str(), value.c_str(), 1);
     auto api = std::make_unique<SpawnedProcess>(
         std::vector<std::string>{
-            (stack.kilnctl.parent_path().parent_path() / "fcgi" / "kiln-api").string(),
-            "--config", stack.config_path.string()},
+            (stack.kilnctl.parent_path().parent_path() / "fcgi" / "kiln-api").string(), "--config",
+            stack.config_path.string()},
         scratch_dir() / log_name);
     ::unsetenv("KILN_API_LISTEN");
     for (const auto& [name, value] : overrides) ::unsetenv(name.c_str());
@@ -43,12 +43,12 @@ std::unique_ptr<SpawnedProcess> start_private_api(
 }
 
 class DatabaseDown : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         socket_ = scratch_dir() / "api-no-db.sock";
         api_ = start_private_api(
-            {{"KILN_DB", "mariadb://root@localhost/kiln?socket=/nonexistent/mysqld.sock"}},
-            socket_, "api-no-db.log");
+            {{"KILN_DB", "mariadb://root@localhost/kiln?socket=/nonexistent/mysqld.sock"}}, socket_,
+            "api-no-db.log");
         ASSERT_TRUE(std::filesystem::exists(socket_));
     }
 
@@ -92,7 +92,7 @@ TEST_F(DatabaseDown, ApiRequestsAre503NeverAnythingElse) {
 
 // A private kiln-api whose storage root is a 1 MiB tmpfs.
 class DiskFull : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         storage_ = scratch_dir() / "full-storage";
         std::filesystem::create_directories(storage_);
@@ -120,10 +120,11 @@ TEST_F(DiskFull, AnUploadThatFillsTheDiskIs507AndLeavesNoFileAndNoRow) {
     // A 3 MB "video" (an MP4 head and zeros) into 1 MiB of space.
     std::ifstream head_in(media::mp4(), std::ios::binary);
     std::string head((std::istreambuf_iterator<char>(head_in)), std::istreambuf_iterator<char>());
-    std::string body = "--B\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"
-                       "video.transcode\r\n--B\r\nContent-Disposition: form-data; name=\"f\"; "
-                       "filename=\"big.mp4\"\r\nContent-Type: video/mp4\r\n\r\n" +
-                       head + std::string(3'000'000, '\0') + "\r\n--B--\r\n";
+    std::string body =
+        "--B\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"
+        "video.transcode\r\n--B\r\nContent-Disposition: form-data; name=\"f\"; "
+        "filename=\"big.mp4\"\r\nContent-Type: video/mp4\r\n\r\n" +
+        head + std::string(3'000'000, '\0') + "\r\n--B--\r\n";
     auto body_file = scratch_dir() / "full-body.bin";
     std::ofstream(body_file, std::ios::binary) << body;
 
@@ -134,8 +135,7 @@ TEST_F(DiskFull, AnUploadThatFillsTheDiskIs507AndLeavesNoFileAndNoRow) {
     ::setenv("CONTENT_TYPE", "multipart/form-data; boundary=B", 1);
     ::setenv("CONTENT_LENGTH", std::to_string(body.size()).c_str(), 1);
     ::setenv("HTTP_AUTHORIZATION", ("Bearer " + stack.admin_token).c_str(), 1);
-    std::string reply =
-        run_command({"cgi-fcgi", "-bind", "-connect", socket_.string()}, body_file);
+    std::string reply = run_command({"cgi-fcgi", "-bind", "-connect", socket_.string()}, body_file);
     for (const char* v : {"CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_AUTHORIZATION"}) ::unsetenv(v);
 
     EXPECT_EQ(reply.rfind("Status: 507", 0), 0u) << reply.substr(0, 400);

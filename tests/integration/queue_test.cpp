@@ -23,8 +23,7 @@ std::unique_ptr<SpawnedProcess> start_worker(const std::string& name, int slots,
     return std::make_unique<SpawnedProcess>(
         std::vector<std::string>{worker_binary().string(), "--config", stack.config_path.string(),
                                  "--types", "test.controlled", "--slots", std::to_string(slots),
-                                 "--name", name, "--grace-seconds",
-                                 std::to_string(grace_seconds)},
+                                 "--name", name, "--grace-seconds", std::to_string(grace_seconds)},
         scratch_dir() / (name + ".log"));
 }
 
@@ -48,7 +47,8 @@ TEST(Queue, FiveHundredJobsAcrossThreeWorkersOfFourSlotsRunExactlyOnceEach) {
     const Stack& stack = Stack::get();
     Client client = stack.admin();
     std::vector<std::unique_ptr<SpawnedProcess>> workers;
-    for (int i = 1; i <= 3; ++i) workers.push_back(start_worker("exactly-once-" + std::to_string(i), 4));
+    for (int i = 1; i <= 3; ++i)
+        workers.push_back(start_worker("exactly-once-" + std::to_string(i), 4));
 
     std::vector<std::string> ids;
     for (int i = 0; i < 500; ++i) {

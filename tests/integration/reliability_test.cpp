@@ -20,7 +20,7 @@ namespace {
 using namespace std::chrono_literals;
 
 class Reliability : public ::testing::Test {
-protected:
+  protected:
     const Stack& stack = Stack::get();
     Client client = stack.admin();
 
@@ -158,12 +158,12 @@ TEST_F(Reliability, TheSameIdempotencyKeyGivesTheOriginalJobAndADifferentRequest
     const std::string upload_key = "upload-" + util::new_job_id();
     const auto sources = stack.files_in("sources").size();
     for (int i = 0; i < 2; ++i) {
-        auto r = client.send("POST", "/api/v1/jobs",
-                             "--B\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"
-                             "test.noop\r\n--B\r\nContent-Disposition: form-data; name=\"f\"; "
-                             "filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--B--\r\n",
-                             {"Content-Type: multipart/form-data; boundary=B",
-                              "Idempotency-Key: " + upload_key});
+        auto r = client.send(
+            "POST", "/api/v1/jobs",
+            "--B\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"
+            "test.noop\r\n--B\r\nContent-Disposition: form-data; name=\"f\"; "
+            "filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--B--\r\n",
+            {"Content-Type: multipart/form-data; boundary=B", "Idempotency-Key: " + upload_key});
         EXPECT_EQ(r.status, i == 0 ? 201 : 200) << r.body;
     }
     EXPECT_EQ(stack.files_in("sources").size(), sources + 1);
@@ -213,8 +213,8 @@ TEST_F(Reliability, AJobOfAWorkerKilledWithSigkillCompletesOnAnotherWorker) {
 TEST_F(Reliability, PurgeDeletesOldJobsFilesFirstKeepsTheNewestFailedAndSweepsOrphans) {
     std::vector<std::string> ids;
     for (int i = 0; i < 3; ++i) {
-        auto r = client.post_multipart(
-            "/api/v1/jobs", {{"type", "test.controlled"}, {"file", "", media::png()}});
+        auto r = client.post_multipart("/api/v1/jobs",
+                                       {{"type", "test.controlled"}, {"file", "", media::png()}});
         ASSERT_EQ(r.status, 201) << r.body;
         ids.push_back(r.json()["id"]);
         client.post_json("/api/v1/jobs/" + ids.back() + "/cancel", "");

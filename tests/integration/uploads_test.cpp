@@ -20,7 +20,7 @@ std::string head_of(const std::filesystem::path& path) {
 }
 
 class Uploads : public ::testing::Test {
-protected:
+  protected:
     const Stack& stack = Stack::get();
     Client client = stack.admin();
 };
@@ -33,7 +33,8 @@ TEST_F(Uploads, A300MegabyteUploadKeepsKilnApiUnder64MiBResident) {
     constexpr std::uint64_t size = 300ull * 1024 * 1024;
     // A real MP4 followed by zeros: libmagic still sees video/mp4 from the head.
     auto big = make_file("big.mp4", head_of(media::mp4()), size);
-    auto r = client.post_multipart("/api/v1/jobs", {{"type", "video.transcode"}, {"file", "", big}});
+    auto r =
+        client.post_multipart("/api/v1/jobs", {{"type", "video.transcode"}, {"file", "", big}});
     ASSERT_EQ(r.status, 201) << r.body;
     EXPECT_EQ(r.json()["sources"][0]["size"], size);
     EXPECT_EQ(r.json()["sources"][0]["content_type"], "video/mp4");
@@ -47,16 +48,19 @@ TEST_F(Uploads, AClientThatDisconnectsMidUploadLeavesNoRowAndNoFile) {
     const auto rows = stack.job_rows();
     const auto sources = stack.files_in("sources").size();
     const std::string boundary = "kilnboundary";
-    std::string head = "--" + boundary +
-                       "\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\nvideo.transcode\r\n"
-                       "--" + boundary +
-                       "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.mp4\"\r\n"
-                       "Content-Type: video/mp4\r\n\r\n" + head_of(media::mp4());
-    std::string request = "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " +
-                          stack.admin_token +
-                          "\r\nContent-Type: multipart/form-data; boundary=" + boundary +
-                          "\r\nContent-Length: " + std::to_string(head.size() + 50'000'000) +
-                          "\r\n\r\n" + head + std::string(2'000'000, 'x');
+    std::string head =
+        "--" + boundary +
+        "\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\nvideo.transcode\r\n"
+        "--" +
+        boundary +
+        "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.mp4\"\r\n"
+        "Content-Type: video/mp4\r\n\r\n" +
+        head_of(media::mp4());
+    std::string request =
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " +
+        stack.admin_token + "\r\nContent-Type: multipart/form-data; boundary=" + boundary +
+        "\r\nContent-Length: " + std::to_string(head.size() + 50'000'000) + "\r\n\r\n" + head +
+        std::string(2'000'000, 'x');
     raw_http(stack.url, request, /*close_early=*/true);
 
     // kiln-api notices the short body once nginx closes the FastCGI stream.

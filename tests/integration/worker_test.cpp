@@ -14,7 +14,7 @@ namespace kiln::test {
 namespace {
 
 class Worker : public ::testing::Test {
-protected:
+  protected:
     const Stack& stack = Stack::get();
     Client client = stack.admin();
 
@@ -46,9 +46,7 @@ protected:
     }
 };
 
-bool rises(const std::vector<int>& values) {
-    return std::is_sorted(values.begin(), values.end());
-}
+bool rises(const std::vector<int>& values) { return std::is_sorted(values.begin(), values.end()); }
 
 bool has_intermediate(const std::vector<int>& values) {
     return std::any_of(values.begin(), values.end(), [](int p) { return p > 0 && p < 100; });
@@ -205,8 +203,7 @@ TEST_F(Worker, AConverterThatRunsPastItsTimeoutFailsWithTimedOut) {
 TEST_F(Worker, AConverterThatWritesNoOutputFails) {
     auto w = watch_job(client, create_json(R"({"type":"test.nooutput"})"));
     ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
-    EXPECT_NE(w.job["error"].get<std::string>().find("did not produce out.txt"),
-              std::string::npos)
+    EXPECT_NE(w.job["error"].get<std::string>().find("did not produce out.txt"), std::string::npos)
         << w.job.dump();
 }
 

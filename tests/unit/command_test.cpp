@@ -18,8 +18,8 @@ ExpansionContext context(nlohmann::json params) {
 }
 
 TEST(ArgumentTemplate, EachPlaceholderBecomesExactlyOneArgument) {
-    auto argv = expand_args({"-i", "{input}", "-crf", "{crf}", "{output:video}"},
-                            context({{"crf", 30}}));
+    auto argv =
+        expand_args({"-i", "{input}", "-crf", "{crf}", "{output:video}"}, context({{"crf", 30}}));
     ASSERT_TRUE(argv.has_value()) << argv.error().message;
     EXPECT_EQ(*argv, (std::vector<std::string>{"-i", "/srv/kiln/sources/job/in put.mp4", "-crf",
                                                "30", "/srv/kiln/tmp/work/video.webm"}));

@@ -9,9 +9,9 @@ namespace kiln {
 namespace {
 
 class ConfigFile : public ::testing::Test {
-protected:
-    std::filesystem::path path =
-        std::filesystem::temp_directory_path() / ("kiln-config-" + std::to_string(getpid()) + ".toml");
+  protected:
+    std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                 ("kiln-config-" + std::to_string(getpid()) + ".toml");
     void write(const std::string& text) { std::ofstream(path) << text; }
     void TearDown() override {
         std::filesystem::remove(path);

@@ -387,7 +387,9 @@ namespace {
 TEST(OriginalName, InvalidUtf8BecomesReplacementCharactersAndIsCutOnABoundary) {
     EXPECT_EQ(to_valid_utf8("\xff\xfe.png", 1024), "\xEF\xBF\xBD\xEF\xBF\xBD.png");
     EXPECT_EQ(to_valid_utf8("caf\xe9", 1024), "caf\xEF\xBF\xBD");
-    EXPECT_EQ(to_valid_utf8(std::string("a\0b", 3), 1024), "a\xEF\xBF\xBD" "b");
+    EXPECT_EQ(to_valid_utf8(std::string("a\0b", 3), 1024),
+              "a\xEF\xBF\xBD"
+              "b");
     EXPECT_EQ(to_valid_utf8("caf\xC3\xA9", 1024), "caf\xC3\xA9");
     // 4 bytes allow "caf" but not half of the two-byte é.
     EXPECT_EQ(to_valid_utf8("caf\xC3\xA9", 4), "caf");

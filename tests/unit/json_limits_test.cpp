@@ -28,7 +28,8 @@ TEST(ClientJson, NestingDeeperThanTheLimitIsRejectedBeforeParsing) {
 }
 
 TEST(ClientJson, BracketsInsideStringsDoNotCountAsNesting) {
-    EXPECT_TRUE(parse_client_json(R"({"a":"[[[[[[[[[[[[[[[[[[[[[[[[\"[[["})", "params").has_value());
+    EXPECT_TRUE(
+        parse_client_json(R"({"a":"[[[[[[[[[[[[[[[[[[[[[[[[\"[[["})", "params").has_value());
 }
 
 TEST(ClientJson, ANulByteAnywhereIsRejectedNotTruncated) {

@@ -40,7 +40,8 @@ TEST(ProblemResponse, EveryClientErrorMapsToItsStatusAndStableCode) {
 }
 
 TEST(ProblemResponse, InternalFailuresAreRetryable503sThatHideTheirDetail) {
-    for (auto code : {ErrorCode::internal, ErrorCode::io, ErrorCode::config, ErrorCode::unavailable}) {
+    for (auto code :
+         {ErrorCode::internal, ErrorCode::io, ErrorCode::config, ErrorCode::unavailable}) {
         Response r = problem(Error{code, "mysql_real_connect: /run/secret.sock", "2002/HY000"});
         auto body = nlohmann::json::parse(r.body);
         EXPECT_EQ(r.status, 503);

@@ -72,11 +72,12 @@ std::string HttpResult::code() const {
                : "";
 }
 
-HttpResult Client::send(const std::string& method, const std::string& path,
-                        const std::string& body, const std::vector<std::string>& extra) const {
+HttpResult Client::send(const std::string& method, const std::string& path, const std::string& body,
+                        const std::vector<std::string>& extra) const {
     std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
     curl_slist* list = nullptr;
-    if (!token_.empty()) list = curl_slist_append(list, ("Authorization: Bearer " + token_).c_str());
+    if (!token_.empty())
+        list = curl_slist_append(list, ("Authorization: Bearer " + token_).c_str());
     for (const auto& h : extra) list = curl_slist_append(list, h.c_str());
     std::unique_ptr<curl_slist, SlistDeleter> headers(list);
     std::string url = base_ + path;
@@ -112,7 +113,8 @@ HttpResult Client::post_multipart(const std::string& path, const std::vector<Par
         if (p.content_type) curl_mime_type(part, p.content_type->c_str());
     }
     curl_slist* list = nullptr;
-    if (!token_.empty()) list = curl_slist_append(list, ("Authorization: Bearer " + token_).c_str());
+    if (!token_.empty())
+        list = curl_slist_append(list, ("Authorization: Bearer " + token_).c_str());
     // No "Expect: 100-continue" round trip.
     list = curl_slist_append(list, "Expect:");
     std::unique_ptr<curl_slist, SlistDeleter> headers(list);

@@ -16,11 +16,10 @@ struct HttpResult {
     std::map<std::string, std::string> headers;  // names lowercased
     std::string body;
 
-private:
+  private:
     mutable std::optional<nlohmann::json> parsed_;
 
-public:
-
+  public:
     // The body parsed as JSON (discarded value when it is not JSON), parsed once and kept, so
     // references into it live as long as this result.
     [[nodiscard]] const nlohmann::json& json() const;
@@ -42,14 +41,14 @@ struct Part {
           content_type(std::move(type)) {}
 
     std::string name;
-    std::string value;                   // for a plain field
+    std::string value;                          // for a plain field
     std::optional<std::filesystem::path> file;  // for a file part
     std::optional<std::string> filename;        // overrides the file's name
     std::optional<std::string> content_type;
 };
 
 class Client {
-public:
+  public:
     Client(std::string base_url, std::string token)
         : base_(std::move(base_url)), token_(std::move(token)) {}
 
@@ -63,7 +62,7 @@ public:
     const std::string& base() const { return base_; }
     Client with_token(std::string token) const { return Client(base_, std::move(token)); }
 
-private:
+  private:
     std::string base_;
     std::string token_;
 };

@@ -12,8 +12,8 @@
 namespace kiln::test {
 
 struct Watched {
-    nlohmann::json job;             // the last state read
-    std::vector<int> progress;      // every distinct progress value seen, in order
+    nlohmann::json job;              // the last state read
+    std::vector<int> progress;       // every distinct progress value seen, in order
     std::vector<std::string> steps;  // every distinct step seen, in order
 };
 

@@ -27,11 +27,13 @@ std::filesystem::path generate(const std::string& name, const std::vector<std::s
 }  // namespace
 
 const std::filesystem::path& png() {
-    static const auto p = generate("pattern.png", {"testsrc=size=64x48:rate=1"}, {"-frames:v", "1"});
+    static const auto p =
+        generate("pattern.png", {"testsrc=size=64x48:rate=1"}, {"-frames:v", "1"});
     return p;
 }
 const std::filesystem::path& jpeg() {
-    static const auto p = generate("pattern.jpg", {"testsrc=size=64x48:rate=1"}, {"-frames:v", "1"});
+    static const auto p =
+        generate("pattern.jpg", {"testsrc=size=64x48:rate=1"}, {"-frames:v", "1"});
     return p;
 }
 const std::filesystem::path& mp4() {
@@ -40,11 +42,11 @@ const std::filesystem::path& mp4() {
     return p;
 }
 const std::filesystem::path& video5s() {
-    static const auto p = generate(
-        "five-seconds.mp4",
-        {"testsrc=size=1280x720:rate=25", "sine=frequency=440:sample_rate=48000"},
-        {"-t", "5", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a",
-         "aac"});
+    static const auto p =
+        generate("five-seconds.mp4",
+                 {"testsrc=size=1280x720:rate=25", "sine=frequency=440:sample_rate=48000"},
+                 {"-t", "5", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                  "-c:a", "aac"});
     return p;
 }
 const std::filesystem::path& short_video() {
@@ -53,7 +55,8 @@ const std::filesystem::path& short_video() {
     return p;
 }
 const std::filesystem::path& big_png() {
-    static const auto p = generate("big.png", {"testsrc=size=2000x1500:rate=1"}, {"-frames:v", "1"});
+    static const auto p =
+        generate("big.png", {"testsrc=size=2000x1500:rate=1"}, {"-frames:v", "1"});
     return p;
 }
 const std::filesystem::path& small_png() {
@@ -74,7 +77,8 @@ const std::filesystem::path& rotated_jpeg() {
         std::string jpeg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
         // APP1 "Exif": a little-endian TIFF header and one IFD entry, Orientation (0x0112),
         // SHORT, count 1, value 6.
-        const std::string tiff("II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0\0\0\0\0", 26);
+        const std::string tiff("II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0\0\0\0\0",
+                               26);
         const std::string payload = std::string("Exif\0\0", 6) + tiff;
         const std::size_t length = payload.size() + 2;
         std::string segment = "\xff\xe1";

@@ -10,7 +10,7 @@
 namespace kiln::test {
 
 class SpawnedProcess {
-public:
+  public:
     SpawnedProcess(const std::vector<std::string>& argv, const std::filesystem::path& log);
     ~SpawnedProcess();
     SpawnedProcess(const SpawnedProcess&) = delete;
@@ -22,7 +22,7 @@ public:
     [[nodiscard]] int pid() const { return pid_; }
     [[nodiscard]] const std::filesystem::path& log() const { return log_; }
 
-private:
+  private:
     int pid_ = -1;
     std::filesystem::path log_;
 };

@@ -25,7 +25,8 @@ namespace fs = std::filesystem;
 std::string required_env(const char* name) {
     const char* v = std::getenv(name);
     if (v == nullptr || *v == '\0') {
-        throw std::runtime_error(std::string(name) + " is not set: run the tests with scripts/test");
+        throw std::runtime_error(std::string(name) +
+                                 " is not set: run the tests with scripts/test");
     }
     return v;
 }
@@ -48,8 +49,8 @@ const Stack& Stack::get() {
 }
 
 std::string Stack::create_token(const std::string& owner, bool admin) const {
-    std::vector<std::string> argv = {kilnctl.string(), "--config", config_path.string(), "token",
-                                     "create", "--owner", owner};
+    std::vector<std::string> argv = {
+        kilnctl.string(), "--config", config_path.string(), "token", "create", "--owner", owner};
     if (admin) argv.push_back("--admin");
     std::string out = run_command(argv);
     while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
@@ -148,7 +149,8 @@ const fs::path& scratch_dir() {
 fs::path make_file(const std::string& name, const std::string& head, std::uint64_t size) {
     fs::path path = scratch_dir() / name;
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(head.data(), static_cast<std::streamsize>(std::min<std::uint64_t>(head.size(), size)));
+    out.write(head.data(),
+              static_cast<std::streamsize>(std::min<std::uint64_t>(head.size(), size)));
     out.close();
     if (size > head.size()) fs::resize_file(path, size);  // sparse zeros
     return path;
