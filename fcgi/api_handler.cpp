@@ -47,6 +47,12 @@ http::Response ApiHandler::handle(http::Request& request) {
 http::Response ApiHandler::health() {
     auto conn = session_.get();
     Result<> ping = conn ? (*conn)->ping() : Result<>(std::unexpected(conn.error()));
+    if (!ping && conn) {
+        // An existing connection that died while idle (a database restart): one fresh try.
+        session_.note(ping.error());
+        conn = session_.get();
+        ping = conn ? (*conn)->ping() : Result<>(std::unexpected(conn.error()));
+    }
     if (!ping) {
         session_.note(ping.error());
         auto r = http::problem(ping.error(), {{"database", "unavailable"}});
@@ -76,6 +82,14 @@ http::Response ApiHandler::route(http::Request& request) {
         return http::problem(conn.error());
     }
     auto viewer = auth::authenticate(**conn, *token);
+    if (!viewer && viewer.error().code == ErrorCode::unavailable) {
+        // The connection died while this thread was idle (a database restart): the token
+        // lookup is a read, so one try on a fresh connection is safe.
+        session_.note(viewer.error());
+        conn = session_.get();
+        if (!conn) return http::problem(conn.error());
+        viewer = auth::authenticate(**conn, *token);
+    }
     if (!viewer) {
         session_.note(viewer.error());
         log::warning("token lookup failed", {{"error", viewer.error().describe()}});

@@ -1,6 +1,8 @@
 // kiln-api: the FastCGI application behind nginx. Reads the config, loads the converter
 // definitions, then serves requests on a pool of threads until SIGTERM/SIGINT.
 
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <thread>
@@ -52,6 +54,9 @@ int main(int argc, char** argv) {
         return 2;
     }
     db::init_library();
+    // glibc gives each thread its own malloc arena and keeps freed memory in it: with 16
+    // request threads that retention, not any request, would set the resident size.
+    mallopt(M_ARENA_MAX, 2);
 
     sigset_t signals = stop_signals();
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);

@@ -33,6 +33,8 @@ TEST_F(Uploads, A300MegabyteUploadKeepsKilnApiUnder64MiBResident) {
     constexpr std::uint64_t size = 300ull * 1024 * 1024;
     // A real MP4 followed by zeros: libmagic still sees video/mp4 from the head.
     auto big = make_file("big.mp4", head_of(media::mp4()), size);
+    // Peak RSS is counted from here: earlier tests' requests are not this upload's doing.
+    reset_peak_rss(stack.api_pid());
     auto r =
         client.post_multipart("/api/v1/jobs", {{"type", "video.transcode"}, {"file", "", big}});
     ASSERT_EQ(r.status, 201) << r.body;

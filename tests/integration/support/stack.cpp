@@ -132,6 +132,13 @@ std::uint64_t peak_rss_bytes(int pid) {
     throw std::runtime_error("no VmHWM for pid " + std::to_string(pid));
 }
 
+void reset_peak_rss(int pid) {
+    std::ofstream out("/proc/" + std::to_string(pid) + "/clear_refs");
+    out << "5";
+    out.flush();
+    if (!out) throw std::runtime_error("cannot reset the peak RSS of pid " + std::to_string(pid));
+}
+
 const fs::path& scratch_dir() {
     static const fs::path dir = [] {
         fs::path d = fs::temp_directory_path() / ("kiln-test-" + std::to_string(getpid()));

@@ -44,6 +44,8 @@ std::string run_command(const std::vector<std::string>& argv,
 
 // A process's peak resident set (VmHWM) in bytes.
 std::uint64_t peak_rss_bytes(int pid);
+// Starts a new peak: VmHWM becomes the current RSS (writes 5 to /proc/PID/clear_refs).
+void reset_peak_rss(int pid);
 
 // A file of `size` bytes whose first bytes are `head` (the rest zeros), in a temp directory.
 std::filesystem::path make_file(const std::string& name, const std::string& head,
