@@ -4,6 +4,7 @@
 // row is committed; any failure before that leaves neither row nor file.
 
 #include <algorithm>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -165,18 +166,21 @@ Result<> stream_multipart(http::Request& request, const std::string& boundary,
     mp.max_parts = limits.max_parts + 3;  // the files plus the three fields
     mp.max_part_header_bytes = limits.max_part_header_bytes;
     http::MultipartParser parser(boundary, mp, collector);
-    std::vector<char> buffer(read_chunk_bytes);
+    // One buffer per request thread, kept: allocating (and zeroing) 256 KiB per request showed
+    // up as 8 % of kiln-api's time under load.
+    thread_local const std::unique_ptr<char[]> buffer =
+        std::make_unique_for_overwrite<char[]>(read_chunk_bytes);
     std::uint64_t remaining = *request.content_length;
     while (remaining > 0) {
         std::size_t want =
-            static_cast<std::size_t>(std::min<std::uint64_t>(remaining, buffer.size()));
-        std::size_t got = request.body->read(buffer.data(), want);
+            static_cast<std::size_t>(std::min<std::uint64_t>(remaining, read_chunk_bytes));
+        std::size_t got = request.body->read(buffer.get(), want);
         if (got == 0) {
             return fail(ErrorCode::invalid_request,
                         "the request body ended before its Content-Length");
         }
         remaining -= got;
-        if (auto r = parser.feed(std::string_view(buffer.data(), got)); !r) return r;
+        if (auto r = parser.feed(std::string_view(buffer.get(), got)); !r) return r;
     }
     return parser.finish();
 }

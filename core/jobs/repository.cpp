@@ -15,6 +15,23 @@ namespace {
 constexpr std::string_view job_columns =
     "seq, id, owner, type, status, priority, params, progress, step, attempts, max_attempts, "
     "error, created_at, started_at, finished_at, updated_at, run_at, cancel_requested";
+constexpr std::size_t job_column_count = 18;
+
+// job_columns with each name prefixed by `alias.` (for joins).
+std::string qualified_job_columns(char alias) {
+    std::string out;
+    std::string_view rest = job_columns;
+    while (!rest.empty()) {
+        auto comma = rest.find(", ");
+        if (!out.empty()) out += ", ";
+        out += alias;
+        out += '.';
+        out += rest.substr(0, comma);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 2);
+    }
+    return out;
+}
 
 std::optional<std::string> rfc3339(const std::optional<std::string>& sql) {
     if (!sql) return std::nullopt;
@@ -55,23 +72,29 @@ FileRecord read_file(const db::Row& row, std::size_t first) {
     return f;
 }
 
-void attach_file(Job& job, const db::Row& row) {
-    // row: kind, name, original_name, size, content_type, sha256
-    (row.text(0) == "source" ? job.sources : job.results).push_back(read_file(row, 1));
+// row, from column `first`: kind, name, original_name, size, content_type, sha256
+void attach_file(Job& job, const db::Row& row, std::size_t first = 0) {
+    (row.text(first) == "source" ? job.sources : job.results).push_back(read_file(row, first + 1));
 }
 
 Result<std::int64_t> queue_position(db::Connection& conn, int priority,
                                     const std::string& run_at_sql, std::uint64_t seq) {
     // Jobs that a worker would claim before this one: higher priority, or same priority and
-    // earlier in (run_at, seq). Three range counts on the jobs_claim index (a self-join made
-    // MariaDB evaluate the OR per row: 4x slower on a long queue).
+    // earlier in (run_at, seq). Three range scans of the jobs_claim index (an OR made MariaDB
+    // evaluate it per row), each stopped at the cap: the cost of a count grows with the queue,
+    // and a POST must not get slower because many jobs are waiting.
+    static const std::string sql = fmt::format(
+        "SELECT LEAST({0}, "
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND priority > ? "
+        "LIMIT {0}) a) + "
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND priority = ? "
+        "AND run_at < ? LIMIT {0}) b) + "
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND priority = ? "
+        "AND run_at = ? AND seq < ? LIMIT {0}) c))",
+        queue_position_cap);
     const std::int64_t p = priority;
-    auto rows = conn.query(
-        "SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND priority > ?) + "
-        "(SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND priority = ? AND run_at < ?) + "
-        "(SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND priority = ? AND run_at = ? "
-        "AND seq < ?)",
-        {p, p, run_at_sql, p, run_at_sql, static_cast<std::int64_t>(seq)});
+    auto rows =
+        conn.query(sql, {p, p, run_at_sql, p, run_at_sql, static_cast<std::int64_t>(seq)});
     if (!rows) return std::unexpected(rows.error());
     return rows->empty() ? 0 : rows->front().integer(0);
 }
@@ -169,23 +192,22 @@ Result<std::optional<IdempotencyRecord>> find_idempotency_key(db::Connection& co
 
 Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,
                                     const std::string& id) {
-    static const std::string sql =
-        fmt::format("SELECT {} FROM jobs WHERE id = ? AND (owner = ? OR ?)", job_columns);
+    // The job and its files in one round trip: one row per file (or one row of NULL file
+    // columns), the job's columns repeated.
+    static const std::string sql = fmt::format(
+        "SELECT {}, f.kind, f.name, f.original_name, f.size, f.content_type, f.sha256 "
+        "FROM jobs j LEFT JOIN job_files f ON f.job_seq = j.seq "
+        "WHERE j.id = ? AND (j.owner = ? OR ?) ORDER BY f.kind, f.ordinal, f.name",
+        qualified_job_columns('j'));
     auto rows = conn.query(sql, {id, viewer.owner, std::int64_t{viewer.admin ? 1 : 0}});
     if (!rows) return std::unexpected(rows.error());
     if (rows->empty()) return std::optional<Job>{};
     Job job = read_job(rows->front());
-    const std::string run_at_sql = rows->front().text(16);
-
-    auto files = conn.query(
-        "SELECT kind, name, original_name, size, content_type, sha256 FROM job_files "
-        "WHERE job_seq = ? ORDER BY kind, ordinal, name",
-        {static_cast<std::int64_t>(job.seq)});
-    if (!files) return std::unexpected(files.error());
-    for (const auto& row : *files) attach_file(job, row);
-
+    for (const auto& row : *rows) {
+        if (!row.is_null(job_column_count)) attach_file(job, row, job_column_count);
+    }
     if (job.status == JobStatus::pending) {
-        auto position = queue_position(conn, job.priority, run_at_sql, job.seq);
+        auto position = queue_position(conn, job.priority, rows->front().text(16), job.seq);
         if (!position) return std::unexpected(position.error());
         job.position_in_queue = *position;
     }

@@ -47,6 +47,11 @@ Result<std::optional<IdempotencyRecord>> find_idempotency_key(db::Connection& co
                                                               const std::string& owner,
                                                               const std::string& key);
 
+// position_in_queue counts the jobs ahead up to this cap: 0..cap-1 are exact, the cap itself
+// means "the cap or more". Counting is a range scan, so an exact figure would make every create
+// and get slower as the queue grows.
+inline constexpr std::int64_t queue_position_cap = 1000;
+
 // The job with its files and queue position, or nullopt when it does not exist for `viewer`.
 Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,
                                     const std::string& id);

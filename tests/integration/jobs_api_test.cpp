@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/jobs/repository.hpp"
 #include "core/util/crypto.hpp"
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/media.hpp"
@@ -170,6 +171,39 @@ TEST_F(JobsApi, PositionInQueueCountsJobsThatRunFirst) {
     auto p = client.get("/api/v1/jobs/" + premium.json()["id"].get<std::string>()).json();
     if (b["status"] == "pending" && p["status"] == "pending") {
         EXPECT_GT(b["position_in_queue"].get<int>(), p["position_in_queue"].get<int>());
+    }
+}
+
+TEST_F(JobsApi, PositionInQueueIsExactBelowTheCapAndTheCapBeyond) {
+    // test.controlled jobs wait: only workers that a queue test starts itself run them.
+    // Premium puts them ahead of any job another test left pending at a lower priority.
+    const int cap = static_cast<int>(jobs::queue_position_cap);
+    std::vector<std::string> ids;
+    std::vector<int> created_positions;
+    // cap + 2 jobs: the last has at least cap + 1 ahead of it, which the cap must hide.
+    for (int i = 0; i <= cap + 1; ++i) {
+        auto r = client.post_json("/api/v1/jobs",
+                                  R"({"type":"test.controlled","priority":"premium"})");
+        ASSERT_EQ(r.status, 201) << r.body;
+        ids.push_back(r.json()["id"]);
+        created_positions.push_back(r.json()["position_in_queue"].get<int>());
+    }
+    // Each job has the ones created before it ahead of it, plus at most the premium jobs that
+    // were already waiting (a stack worker may start one of those meanwhile), until the count
+    // reaches the cap.
+    const int before = created_positions.front();
+    for (int i = 1; i < cap - before; ++i) {
+        EXPECT_GE(created_positions[i], i) << i;
+        EXPECT_LE(created_positions[i], before + i) << i;
+    }
+    EXPECT_EQ(created_positions.back(), cap);
+    auto last = client.get("/api/v1/jobs/" + ids.back()).json();
+    EXPECT_EQ(last["position_in_queue"], cap);
+    auto middle = client.get("/api/v1/jobs/" + ids[cap / 2]).json()["position_in_queue"];
+    EXPECT_GE(middle.get<int>(), cap / 2);
+    EXPECT_LE(middle.get<int>(), before + cap / 2);
+    for (const auto& id : ids) {
+        EXPECT_EQ(client.post_json("/api/v1/jobs/" + id + "/cancel", "").status, 200);
     }
 }
 
