@@ -45,19 +45,8 @@ http::Response ApiHandler::handle(http::Request& request) {
 }
 
 http::Response ApiHandler::health() {
-    auto conn = session_.get();
-    Result<> ping = conn ? (*conn)->ping() : Result<>(std::unexpected(conn.error()));
-    if (!ping && conn) {
-        // An existing connection that died while idle (a database restart): one fresh try.
-        session_.note(ping.error());
-        conn = session_.get();
-        ping = conn ? (*conn)->ping() : Result<>(std::unexpected(conn.error()));
-    }
-    if (!ping) {
-        session_.note(ping.error());
-        auto r = http::problem(ping.error(), {{"database", "unavailable"}});
-        return r;
-    }
+    auto ping = session_.read([](db::Connection& conn) { return conn.ping(); });
+    if (!ping) return http::problem(ping.error(), {{"database", "unavailable"}});
     return http::json_response(200, {{"status", "ok"}, {"database", "ok"}});
 }
 
@@ -76,28 +65,18 @@ http::Response ApiHandler::route(http::Request& request) {
         return http::problem(Error{ErrorCode::unauthorized,
                                    "an Authorization: Bearer <token> header is required", ""});
     }
-    auto conn = session_.get();
-    if (!conn) {
-        log::warning("database unavailable", {{"error", conn.error().describe()}});
-        return http::problem(conn.error());
-    }
-    auto viewer = auth::authenticate(**conn, *token);
-    if (!viewer && viewer.error().code == ErrorCode::unavailable) {
-        // The connection died while this thread was idle (a database restart): the token
-        // lookup is a read, so one try on a fresh connection is safe.
-        session_.note(viewer.error());
-        conn = session_.get();
-        if (!conn) return http::problem(conn.error());
-        viewer = auth::authenticate(**conn, *token);
-    }
+    auto viewer =
+        session_.read([&](db::Connection& conn) { return auth::authenticate(conn, *token); });
     if (!viewer) {
-        session_.note(viewer.error());
         log::warning("token lookup failed", {{"error", viewer.error().describe()}});
         return http::problem(viewer.error());
     }
     if (!*viewer) {
         return http::problem(Error{ErrorCode::unauthorized, "the token is unknown or revoked", ""});
     }
+    // The lookup just succeeded on this connection.
+    auto conn = session_.get();
+    if (!conn) return http::problem(conn.error());
     Context ctx{app_, **conn, *magic_, wakeup_, **viewer};
 
     Result<http::Response> result = fail(ErrorCode::not_found, "no such resource");

@@ -288,10 +288,6 @@ Result<> Connection::ping() { return check(mysql_ping(handle_), "mysql_ping"); }
 // ---- Session ---------------------------------------------------------------------------------
 
 Result<Connection*> Session::get() {
-    const auto now = std::chrono::steady_clock::now();
-    const bool idle = now - last_used_ > std::chrono::seconds(1);
-    last_used_ = now;
-    if (connection_ && !connection_->broken() && idle && !connection_->ping()) connection_.reset();
     if (connection_ && connection_->broken()) connection_.reset();
     if (!connection_) {
         auto conn = Connection::open(config_);

@@ -109,17 +109,31 @@ class Connection final {
 class Session final {
   public:
     explicit Session(DatabaseConfig config) : config_(std::move(config)) {}
-    // The live connection, connecting first when there is none or the last one broke. A
-    // connection idle for more than a second is pinged first: after a database restart it is
-    // dead without anyone having noticed, and the request must not be the one to find out.
+    // The live connection, connecting first when there is none or the last one broke.
     [[nodiscard]] Result<Connection*> get();
     // Drops the connection if `error` says it is gone, so the next get() reconnects.
     void note(const Error& error);
 
+    // Runs `read(Connection&)` and returns its Result. A connection that died while idle (the
+    // database restarted) is only found out by using it, so when `read` fails because the
+    // connection is gone it runs once more on a fresh one. Reads only: a write may have been
+    // applied before the connection dropped.
+    template <typename Read>
+    auto read(Read&& read) -> decltype(read(std::declval<Connection&>())) {
+        for (int attempt = 1;; ++attempt) {
+            auto conn = get();
+            if (!conn) return std::unexpected(conn.error());
+            auto result = read(**conn);
+            if (!result) note(result.error());
+            if (result || result.error().code != ErrorCode::unavailable || attempt == 2) {
+                return result;
+            }
+        }
+    }
+
   private:
     DatabaseConfig config_;
     std::unique_ptr<Connection> connection_;
-    std::chrono::steady_clock::time_point last_used_{};
 };
 
 // True for errors worth repeating the transaction for: deadlock (1213), lock wait timeout (1205).
