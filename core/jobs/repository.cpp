@@ -80,21 +80,16 @@ void attach_file(Job& job, const db::Row& row, std::size_t first = 0) {
 Result<std::int64_t> queue_position(db::Connection& conn, int priority,
                                     const std::string& run_at_sql, std::uint64_t seq) {
     // Jobs that a worker would claim before this one: higher priority, or same priority and
-    // earlier in (run_at, seq). Three range scans of the jobs_claim index (an OR made MariaDB
-    // evaluate it per row), each stopped at the cap: the cost of a count grows with the queue,
-    // and a POST must not get slower because many jobs are waiting.
+    // earlier in (run_at, seq). That is one stretch of the jobs_claim index (MariaDB reads it as
+    // three ranges), and reading stops at the cap: an uncapped count grows with the queue, and
+    // a POST must not get slower because many jobs are waiting.
     static const std::string sql = fmt::format(
-        "SELECT LEAST({0}, "
-        "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND priority > ? "
-        "LIMIT {0}) a) + "
-        "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND priority = ? "
-        "AND run_at < ? LIMIT {0}) b) + "
-        "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND priority = ? "
-        "AND run_at = ? AND seq < ? LIMIT {0}) c))",
+        "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND (priority > ? OR "
+        "(priority = ? AND (run_at < ? OR (run_at = ? AND seq < ?)))) LIMIT {}) ahead",
         queue_position_cap);
     const std::int64_t p = priority;
     auto rows =
-        conn.query(sql, {p, p, run_at_sql, p, run_at_sql, static_cast<std::int64_t>(seq)});
+        conn.query(sql, {p, p, run_at_sql, run_at_sql, static_cast<std::int64_t>(seq)});
     if (!rows) return std::unexpected(rows.error());
     return rows->empty() ? 0 : rows->front().integer(0);
 }
