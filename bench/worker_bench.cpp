@@ -441,100 +441,13 @@ struct CpuWindow {
 
 // ---- 1. Baseline -----------------------------------------------------------------------------
 
-// Drains the queue the plainest way: one row per transaction, `threads` connections.
-CaseResult run_baseline(const Options& opt, const kiln::Config& cfg, Connection& admin, int threads,
-                        int jobs) {
-    CaseResult r;
-    r.name = "baseline SQL loop";
-    r.shape = fmt::format("{} conn{}", threads, threads == 1 ? "" : "s");
-    r.prefetch = "-";
-    r.jobs = jobs;
-    reset_queue(admin);
-    enqueue(admin, "test.noop", jobs);
-    progress(fmt::format("baseline: {} jobs, {} connection(s)", jobs, threads));
-
-    std::vector<std::unique_ptr<Connection>> conns;
-    for (int i = 0; i < threads; ++i) {
-        conns.push_back(must(Connection::open(cfg.database), "connect"));
-    }
-    std::atomic<bool> failed{false};
-    std::string failure;
-    std::mutex failure_mutex;
-    CpuWindow window(opt, admin);
-    const auto self_cpu_before = own_cpu_seconds();
-    const auto started = Clock::now();
-    std::vector<std::thread> pool;
-    for (auto& c : conns) {
-        pool.emplace_back([&, conn = c.get()] {
-            auto step = [&]() -> kiln::Result<bool> {
-                if (auto b = conn->begin(); !b) return std::unexpected(b.error());
-                auto rows = conn->query(
-                    "SELECT seq FROM jobs WHERE status = 'pending' AND run_at <= NOW(3) "
-                    "ORDER BY priority DESC, run_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED");
-                if (!rows) return std::unexpected(rows.error());
-                if (rows->empty()) {
-                    conn->rollback();
-                    return false;
-                }
-                auto u = conn->execute(
-                    "UPDATE jobs SET status = 'completed', attempts = attempts + 1, "
-                    "started_at = NOW(3), finished_at = NOW(3), updated_at = NOW(3) "
-                    "WHERE seq = ?",
-                    {(*rows)[0].integer(0)});
-                if (!u) return std::unexpected(u.error());
-                if (auto c2 = conn->commit(); !c2) return std::unexpected(c2.error());
-                return true;
-            };
-            while (!failed) {
-                auto more = step();
-                if (!more) {
-                    conn->rollback();
-                    if (kiln::db::is_retryable(more.error())) continue;
-                    std::lock_guard lock(failure_mutex);
-                    failure = more.error().describe();
-                    failed = true;
-                    return;
-                }
-                if (!*more) return;
-            }
-        });
-    }
-    for (auto& t : pool) t.join();
-    r.wall_seconds = seconds_since(started);
-    r.worker_cpu = own_cpu_seconds() - self_cpu_before;
-    window.finish(r);
-    if (failed) die("baseline: " + failure);
-    r.check = verify(admin);
-    r.ran = true;
-    return r;
-}
-
-// ---- 1b. SQL models of the worker's statements --------------------------------------------
-
-std::string placeholders(std::size_t n) {
-    std::string out;
-    for (std::size_t i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
-    return out;
-}
-
-// Per connection: claim up to `batch` jobs with kiln's own claim_jobs(), then record them all
-// as completed in one transaction, either with kiln's own record_outcomes() (two statements
-// per job: SELECT ... FOR UPDATE under the lease, UPDATE) or batched: one SELECT ... FOR UPDATE
-// and one UPDATE for the whole claim (all its jobs share the claim's lease token). Claiming and
-// recording alternate on one connection, where kiln-worker overlaps them on two: this isolates
-// what the statements cost from how the worker schedules them.
-CaseResult run_model(const Options& opt, const kiln::Config& cfg, Connection& admin, int threads,
-                     bool batched, int batch) {
-    CaseResult r;
-    r.name = batched ? "model: batched" : "model: per-job";
-    r.shape = fmt::format("{} conn{}", threads, threads == 1 ? "" : "s");
-    r.prefetch = fmt::format("{}/claim", batch);
-    r.jobs = opt.jobs;
-    reset_queue(admin);
-    enqueue(admin, "test.noop", opt.jobs);
-    progress(fmt::format("model: claim {} + record {}, {} connection(s)", batch,
-                         batched ? "batched" : "per job (record_outcomes)", threads));
-
+// Drains the queue on `threads` connections of their own, each calling `step(conn, index)` until
+// it returns false (nothing left) or an error that a retry cannot mend (a deadlock or lock wait
+// timeout is rolled back and retried). Measures wall time and CPU into `r`, dies on a failure,
+// then verifies the queue.
+template <typename Step>
+void drain_on_connections(const Options& opt, const kiln::Config& cfg, Connection& admin,
+                          int threads, const std::string& label, CaseResult& r, Step step) {
     std::vector<std::unique_ptr<Connection>> conns;
     for (int i = 0; i < threads; ++i) {
         conns.push_back(must(Connection::open(cfg.database), "connect"));
@@ -548,63 +461,15 @@ CaseResult run_model(const Options& opt, const kiln::Config& cfg, Connection& ad
     std::vector<std::thread> pool;
     for (std::size_t t = 0; t < conns.size(); ++t) {
         pool.emplace_back([&, conn = conns[t].get(), t] {
-            kiln::jobs::ClaimRequest request;
-            request.worker = fmt::format("model-{}", t);
-            request.types = {"test.noop"};
-            request.max_jobs = batch;
-            auto record_batched =
-                [&](const std::vector<kiln::jobs::ClaimedJob>& jobs) -> kiln::Result<> {
-                std::vector<Value> binds{jobs.front().lease_token};
-                for (const auto& j : jobs) binds.emplace_back(static_cast<std::int64_t>(j.seq));
-                if (auto b = conn->begin(); !b) return std::unexpected(b.error());
-                auto held_stmt = conn->prepare(fmt::format(
-                    "SELECT seq FROM jobs WHERE lease_token = ? AND status = 'running' AND seq "
-                    "IN ({}) FOR UPDATE",
-                    placeholders(jobs.size())));
-                if (!held_stmt) return std::unexpected(held_stmt.error());
-                auto held = (*held_stmt)->query(binds);
-                if (!held) return std::unexpected(held.error());
-                std::vector<Value> seqs;
-                for (const auto& row : *held) seqs.emplace_back(row.integer(0));
-                if (!seqs.empty()) {
-                    auto update = conn->prepare(fmt::format(
-                        "UPDATE jobs SET status = 'completed', progress = 100, step = NULL, "
-                        "error = NULL, worker = NULL, lease_token = NULL, lease_expires_at = NULL, "
-                        "finished_at = NOW(3), updated_at = NOW(3) WHERE seq IN ({})",
-                        placeholders(seqs.size())));
-                    if (!update) return std::unexpected(update.error());
-                    if (auto u = (*update)->execute(seqs); !u) return std::unexpected(u.error());
-                }
-                return conn->commit();
-            };
             while (!failed) {
-                auto claimed = kiln::jobs::claim_jobs(*conn, request);
-                kiln::Result<> recorded;
-                if (claimed && claimed->empty()) return;
-                if (claimed && batched) {
-                    recorded = record_batched(*claimed);
-                    if (!recorded) conn->rollback();
-                } else if (claimed) {
-                    std::vector<kiln::jobs::Outcome> outcomes;
-                    for (const auto& j : *claimed) {
-                        kiln::jobs::Outcome o;
-                        o.seq = j.seq;
-                        o.id = j.id;
-                        o.lease_token = j.lease_token;
-                        o.attempt = j.attempt;
-                        o.max_attempts = j.max_attempts;
-                        outcomes.push_back(std::move(o));
-                    }
-                    auto applied = kiln::jobs::record_outcomes(*conn, outcomes);
-                    if (!applied) recorded = std::unexpected(applied.error());
-                }
-                const auto* error =
-                    !claimed ? &claimed.error() : (!recorded ? &recorded.error() : nullptr);
-                if (error != nullptr) {
-                    std::lock_guard lock(failure_mutex);
-                    failure = error->describe();
-                    failed = true;
-                }
+                kiln::Result<bool> more = step(*conn, t);
+                if (more && !*more) return;
+                if (more) continue;
+                conn->rollback();
+                if (kiln::db::is_retryable(more.error())) continue;
+                std::lock_guard lock(failure_mutex);
+                failure = more.error().describe();
+                failed = true;
             }
         });
     }
@@ -612,9 +477,130 @@ CaseResult run_model(const Options& opt, const kiln::Config& cfg, Connection& ad
     r.wall_seconds = seconds_since(started);
     r.worker_cpu = own_cpu_seconds() - self_cpu_before;
     window.finish(r);
-    if (failed) die("model: " + failure);
+    if (failed) die(label + ": " + failure);
     r.check = verify(admin);
     r.ran = true;
+}
+
+// Drains the queue the plainest way: one row per transaction, `threads` connections.
+CaseResult run_baseline(const Options& opt, const kiln::Config& cfg, Connection& admin, int threads,
+                        int jobs) {
+    CaseResult r;
+    r.name = "baseline SQL loop";
+    r.shape = fmt::format("{} conn{}", threads, threads == 1 ? "" : "s");
+    r.prefetch = "-";
+    r.jobs = jobs;
+    reset_queue(admin);
+    enqueue(admin, "test.noop", jobs);
+    progress(fmt::format("baseline: {} jobs, {} connection(s)", jobs, threads));
+    drain_on_connections(
+        opt, cfg, admin, threads, "baseline", r,
+        [](Connection& conn, std::size_t) -> kiln::Result<bool> {
+            if (auto b = conn.begin(); !b) return std::unexpected(b.error());
+            auto rows = conn.query(
+                "SELECT seq FROM jobs WHERE status = 'pending' AND run_at <= NOW(3) "
+                "ORDER BY priority DESC, run_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED");
+            if (!rows) return std::unexpected(rows.error());
+            if (rows->empty()) {
+                conn.rollback();
+                return false;
+            }
+            auto u = conn.execute(
+                "UPDATE jobs SET status = 'completed', attempts = attempts + 1, "
+                "started_at = NOW(3), finished_at = NOW(3), updated_at = NOW(3) WHERE seq = ?",
+                {(*rows)[0].integer(0)});
+            if (!u) return std::unexpected(u.error());
+            if (auto c = conn.commit(); !c) return std::unexpected(c.error());
+            return true;
+        });
+    return r;
+}
+
+// ---- 1b. SQL models of the worker's statements --------------------------------------------
+
+std::string placeholders(std::size_t n) {
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
+    return out;
+}
+
+// Records a claim's jobs as completed in one transaction: one SELECT ... FOR UPDATE and one
+// UPDATE for the whole claim (all its jobs share the claim's lease token).
+kiln::Result<> record_batched(Connection& conn, const std::vector<kiln::jobs::ClaimedJob>& jobs) {
+    std::vector<Value> binds{jobs.front().lease_token};
+    for (const auto& j : jobs) binds.emplace_back(static_cast<std::int64_t>(j.seq));
+    if (auto b = conn.begin(); !b) return std::unexpected(b.error());
+    auto held_stmt = conn.prepare(
+        fmt::format("SELECT seq FROM jobs WHERE lease_token = ? AND status = 'running' AND seq "
+                    "IN ({}) FOR UPDATE",
+                    placeholders(jobs.size())));
+    if (!held_stmt) return std::unexpected(held_stmt.error());
+    auto held = (*held_stmt)->query(binds);
+    if (!held) return std::unexpected(held.error());
+    std::vector<Value> seqs;
+    for (const auto& row : *held) seqs.emplace_back(row.integer(0));
+    if (!seqs.empty()) {
+        auto update = conn.prepare(fmt::format(
+            "UPDATE jobs SET status = 'completed', progress = 100, step = NULL, error = NULL, "
+            "worker = NULL, lease_token = NULL, lease_expires_at = NULL, finished_at = NOW(3), "
+            "updated_at = NOW(3) WHERE seq IN ({})",
+            placeholders(seqs.size())));
+        if (!update) return std::unexpected(update.error());
+        if (auto u = (*update)->execute(seqs); !u) return std::unexpected(u.error());
+    }
+    return conn.commit();
+}
+
+// Records a claim's jobs with kiln's own record_outcomes() (two statements per job: SELECT ...
+// FOR UPDATE under the lease, UPDATE).
+kiln::Result<> record_per_job(Connection& conn, const std::vector<kiln::jobs::ClaimedJob>& jobs) {
+    std::vector<kiln::jobs::Outcome> outcomes;
+    for (const auto& j : jobs) {
+        kiln::jobs::Outcome o;
+        o.seq = j.seq;
+        o.id = j.id;
+        o.lease_token = j.lease_token;
+        o.attempt = j.attempt;
+        o.max_attempts = j.max_attempts;
+        outcomes.push_back(std::move(o));
+    }
+    auto applied = kiln::jobs::record_outcomes(conn, outcomes);
+    if (!applied) return std::unexpected(applied.error());
+    return {};
+}
+
+// Per connection: claim up to `batch` jobs with kiln's own claim_jobs(), then record them all
+// as completed, per job or batched. Claiming and recording alternate on one connection, where
+// kiln-worker overlaps them on two: this isolates what the statements cost from how the worker
+// schedules them.
+CaseResult run_model(const Options& opt, const kiln::Config& cfg, Connection& admin, int threads,
+                     bool batched, int batch) {
+    CaseResult r;
+    r.name = batched ? "model: batched" : "model: per-job";
+    r.shape = fmt::format("{} conn{}", threads, threads == 1 ? "" : "s");
+    r.prefetch = fmt::format("{}/claim", batch);
+    r.jobs = opt.jobs;
+    reset_queue(admin);
+    enqueue(admin, "test.noop", opt.jobs);
+    progress(fmt::format("model: claim {} + record {}, {} connection(s)", batch,
+                         batched ? "batched" : "per job (record_outcomes)", threads));
+    drain_on_connections(
+        opt, cfg, admin, threads, "model", r,
+        [&](Connection& conn, std::size_t index) -> kiln::Result<bool> {
+            kiln::jobs::ClaimRequest request;
+            request.worker = fmt::format("model-{}", index);
+            request.types = {"test.noop"};
+            request.max_jobs = batch;
+            auto claimed = kiln::jobs::claim_jobs(conn, request);
+            if (!claimed) return std::unexpected(claimed.error());
+            if (claimed->empty()) return false;
+            auto recorded =
+                batched ? record_batched(conn, *claimed) : record_per_job(conn, *claimed);
+            // Not retried: the claimed jobs would stay running under their lease.
+            if (!recorded)
+                return kiln::fail(kiln::ErrorCode::internal, recorded.error().describe());
+            return true;
+        });
     return r;
 }
 
