@@ -5,42 +5,17 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/mount.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <fstream>
-#include <thread>
 
 #include "tests/integration/support/media.hpp"
 #include "tests/integration/support/processes.hpp"
 #include "tests/integration/support/stack.hpp"
+#include "tests/integration/support/tmpfs.hpp"
 
 namespace kiln::test {
 namespace {
-
-// A second kiln-api with the stack's config, `overrides` in its environment, listening on
-// `socket`; returns once the socket exists.
-std::unique_ptr<SpawnedProcess> start_private_api(
-    const std::vector<std::pair<std::string, std::string>>& overrides,
-    const std::filesystem::path& socket, const std::string& log_name) {
-    const Stack& stack = Stack::get();
-    ::setenv("KILN_API_LISTEN", socket.c_str(), 1);
-    for (const auto& [name, value] : overrides) ::setenv(name.c_str(), value.c_str(), 1);
-    auto api = std::make_unique<SpawnedProcess>(
-        std::vector<std::string>{
-            (stack.kilnctl.parent_path().parent_path() / "fcgi" / "kiln-api").string(), "--config",
-            stack.config_path.string()},
-        scratch_dir() / log_name);
-    ::unsetenv("KILN_API_LISTEN");
-    for (const auto& [name, value] : overrides) ::unsetenv(name.c_str());
-    for (int i = 0; i < 200 && !std::filesystem::exists(socket); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    return api;
-}
 
 class DatabaseDown : public ::testing::Test {
   protected:
@@ -54,15 +29,8 @@ class DatabaseDown : public ::testing::Test {
 
     void TearDown() override { EXPECT_EQ(api_->stop(SIGTERM), 0) << "kiln-api stops cleanly"; }
 
-    // The raw FastCGI response (CGI headers and body) for a GET of `path`.
     std::string fcgi_get(const std::string& path, const std::string& token = "") {
-        ::setenv("REQUEST_METHOD", "GET", 1);
-        ::setenv("DOCUMENT_URI", path.c_str(), 1);
-        ::setenv("QUERY_STRING", "", 1);
-        if (!token.empty()) ::setenv("HTTP_AUTHORIZATION", ("Bearer " + token).c_str(), 1);
-        std::string out = run_command({"cgi-fcgi", "-bind", "-connect", socket_.string()});
-        ::unsetenv("HTTP_AUTHORIZATION");
-        return out;
+        return fcgi_request(socket_, "GET", path, token);
     }
 
     std::filesystem::path socket_;
@@ -94,24 +62,20 @@ TEST_F(DatabaseDown, ApiRequestsAre503NeverAnythingElse) {
 class DiskFull : public ::testing::Test {
   protected:
     void SetUp() override {
-        storage_ = scratch_dir() / "full-storage";
-        std::filesystem::create_directories(storage_);
-        ASSERT_EQ(::mount("tmpfs", storage_.c_str(), "tmpfs", 0, "size=1m"), 0)
-            << "mounting a tmpfs needs root: " << std::strerror(errno);
-        mounted_ = true;
+        storage_ = std::make_unique<TmpfsMount>("full-storage", "1m");
         socket_ = scratch_dir() / "api-full.sock";
-        api_ = start_private_api({{"KILN_STORAGE", storage_.string()}}, socket_, "api-full.log");
+        api_ = start_private_api({{"KILN_STORAGE", storage_->path().string()}}, socket_,
+                                 "api-full.log");
         ASSERT_TRUE(std::filesystem::exists(socket_));
     }
 
     void TearDown() override {
         if (api_) api_->stop(SIGTERM);
-        if (mounted_) ::umount(storage_.c_str());
+        storage_.reset();
     }
 
-    std::filesystem::path storage_;
+    std::unique_ptr<TmpfsMount> storage_;
     std::filesystem::path socket_;
-    bool mounted_ = false;
     std::unique_ptr<SpawnedProcess> api_;
 };
 
@@ -125,24 +89,16 @@ TEST_F(DiskFull, AnUploadThatFillsTheDiskIs507AndLeavesNoFileAndNoRow) {
         "video.transcode\r\n--B\r\nContent-Disposition: form-data; name=\"f\"; "
         "filename=\"big.mp4\"\r\nContent-Type: video/mp4\r\n\r\n" +
         head + std::string(3'000'000, '\0') + "\r\n--B--\r\n";
-    auto body_file = scratch_dir() / "full-body.bin";
-    std::ofstream(body_file, std::ios::binary) << body;
 
     const auto rows = stack.job_rows();
-    ::setenv("REQUEST_METHOD", "POST", 1);
-    ::setenv("DOCUMENT_URI", "/api/v1/jobs", 1);
-    ::setenv("QUERY_STRING", "", 1);
-    ::setenv("CONTENT_TYPE", "multipart/form-data; boundary=B", 1);
-    ::setenv("CONTENT_LENGTH", std::to_string(body.size()).c_str(), 1);
-    ::setenv("HTTP_AUTHORIZATION", ("Bearer " + stack.admin_token).c_str(), 1);
-    std::string reply = run_command({"cgi-fcgi", "-bind", "-connect", socket_.string()}, body_file);
-    for (const char* v : {"CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_AUTHORIZATION"}) ::unsetenv(v);
+    std::string reply = fcgi_request(socket_, "POST", "/api/v1/jobs", stack.admin_token, body,
+                                     "multipart/form-data; boundary=B");
 
     EXPECT_EQ(reply.rfind("Status: 507", 0), 0u) << reply.substr(0, 400);
     EXPECT_NE(reply.find("\"code\":\"insufficient_storage\""), std::string::npos) << reply;
     EXPECT_EQ(stack.job_rows(), rows);
     std::size_t files = 0;
-    for (auto& entry : std::filesystem::recursive_directory_iterator(storage_)) {
+    for (auto& entry : std::filesystem::recursive_directory_iterator(storage_->path())) {
         files += entry.is_regular_file() ? 1 : 0;
     }
     EXPECT_EQ(files, 0u) << "the partial upload was removed";

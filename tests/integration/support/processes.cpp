@@ -6,7 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include "tests/integration/support/stack.hpp"
@@ -15,8 +19,43 @@ extern char** environ;
 
 namespace kiln::test {
 
+namespace {
+
+// This process's environment with `overrides` replacing or adding variables.
+std::vector<std::string> environment_with(const EnvOverrides& overrides) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+        const std::string_view entry(*e);
+        const auto name = entry.substr(0, entry.find('='));
+        const bool replaced = std::any_of(overrides.begin(), overrides.end(),
+                                          [&](const auto& o) { return o.first == name; });
+        if (!replaced) env.emplace_back(entry);
+    }
+    for (const auto& [name, value] : overrides) env.push_back(name + "=" + value);
+    return env;
+}
+
+// Variables set in this process's environment while the object lives: cgi-fcgi takes its
+// request's CGI variables from the environment that run_command passes on.
+class ScopedEnv final {
+  public:
+    explicit ScopedEnv(EnvOverrides vars) : vars_(std::move(vars)) {
+        for (const auto& [name, value] : vars_) ::setenv(name.c_str(), value.c_str(), 1);
+    }
+    ~ScopedEnv() {
+        for (const auto& [name, value] : vars_) ::unsetenv(name.c_str());
+    }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+  private:
+    EnvOverrides vars_;
+};
+
+}  // namespace
+
 SpawnedProcess::SpawnedProcess(const std::vector<std::string>& argv,
-                               const std::filesystem::path& log)
+                               const std::filesystem::path& log, const EnvOverrides& env)
     : log_(log) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
@@ -27,8 +66,12 @@ SpawnedProcess::SpawnedProcess(const std::vector<std::string>& argv,
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    std::vector<std::string> env_strings = environment_with(env);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_t pid = 0;
-    int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+    int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
     pid_ = pid;
@@ -61,6 +104,39 @@ int SpawnedProcess::stop(int signal, std::chrono::milliseconds timeout) {
 
 std::filesystem::path worker_binary() {
     return Stack::get().kilnctl.parent_path().parent_path() / "worker" / "kiln-worker";
+}
+
+std::unique_ptr<SpawnedProcess> start_private_api(const EnvOverrides& env,
+                                                  const std::filesystem::path& socket,
+                                                  const std::string& log_name) {
+    const Stack& stack = Stack::get();
+    EnvOverrides all = env;
+    all.emplace_back("KILN_API_LISTEN", socket.string());
+    auto api = std::make_unique<SpawnedProcess>(
+        std::vector<std::string>{
+            (stack.kilnctl.parent_path().parent_path() / "fcgi" / "kiln-api").string(), "--config",
+            stack.config_path.string()},
+        scratch_dir() / log_name, all);
+    for (int i = 0; i < 200 && !std::filesystem::exists(socket); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return api;
+}
+
+std::string fcgi_request(const std::filesystem::path& socket, const std::string& method,
+                         const std::string& path, const std::string& token, const std::string& body,
+                         const std::string& content_type) {
+    EnvOverrides cgi = {{"REQUEST_METHOD", method}, {"DOCUMENT_URI", path}, {"QUERY_STRING", ""}};
+    if (!token.empty()) cgi.emplace_back("HTTP_AUTHORIZATION", "Bearer " + token);
+    std::filesystem::path body_file;
+    if (!body.empty()) {
+        cgi.emplace_back("CONTENT_TYPE", content_type);
+        cgi.emplace_back("CONTENT_LENGTH", std::to_string(body.size()));
+        body_file = scratch_dir() / "fcgi-request-body";
+        std::ofstream(body_file, std::ios::binary | std::ios::trunc) << body;
+    }
+    const ScopedEnv request(std::move(cgi));
+    return run_command({"cgi-fcgi", "-bind", "-connect", socket.string()}, body_file);
 }
 
 }  // namespace kiln::test

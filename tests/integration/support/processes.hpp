@@ -4,14 +4,20 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kiln::test {
 
+// Variables set in a child's environment on top of (or in place of) this process's own.
+using EnvOverrides = std::vector<std::pair<std::string, std::string>>;
+
 class SpawnedProcess {
   public:
-    SpawnedProcess(const std::vector<std::string>& argv, const std::filesystem::path& log);
+    SpawnedProcess(const std::vector<std::string>& argv, const std::filesystem::path& log,
+                   const EnvOverrides& env = {});
     ~SpawnedProcess();
     SpawnedProcess(const SpawnedProcess&) = delete;
     SpawnedProcess& operator=(const SpawnedProcess&) = delete;
@@ -29,5 +35,19 @@ class SpawnedProcess {
 
 // The kiln-worker binary next to the kilnctl that scripts/test built.
 std::filesystem::path worker_binary();
+
+// A second kiln-api with the stack's config and `env` (e.g. KILN_DB, KILN_STORAGE), listening on
+// `socket`; returns once the socket exists (the caller checks that it does: after 5 s it returns
+// anyway). Spoken to over FastCGI directly with fcgi_request, so the stack's nginx never sees it.
+std::unique_ptr<SpawnedProcess> start_private_api(const EnvOverrides& env,
+                                                  const std::filesystem::path& socket,
+                                                  const std::string& log_name);
+
+// One request to the FastCGI `socket` with cgi-fcgi: the raw response (CGI headers such as
+// "Status: 507", then the body). A non-empty `body` is sent with `content_type`. Throws when
+// cgi-fcgi fails.
+std::string fcgi_request(const std::filesystem::path& socket, const std::string& method,
+                         const std::string& path, const std::string& token,
+                         const std::string& body = "", const std::string& content_type = "");
 
 }  // namespace kiln::test

@@ -1,0 +1,95 @@
+// The disk fills up while a conversion runs: a private kiln-api and kiln-worker whose storage
+// root is a 4 MiB tmpfs, and a test.fill job that writes 16 MiB. test.fill is loaded only by
+// test-started workers, and this one runs nothing else, so it alone runs the job.
+//
+// It catches a worker that leaves the partial output or its work directory in storage (the disk
+// would stay full for every later job), publishes the truncated file as a result, leaves the job
+// running, or fails it without saying that the storage is full.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/support/jobs.hpp"
+#include "tests/integration/support/processes.hpp"
+#include "tests/integration/support/stack.hpp"
+#include "tests/integration/support/tmpfs.hpp"
+
+namespace kiln::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+class WorkerDiskFull : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        storage_ = std::make_unique<TmpfsMount>("worker-full-storage", "4m");
+        const EnvOverrides env = {{"KILN_STORAGE", storage_->path().string()}};
+        socket_ = scratch_dir() / "api-worker-full.sock";
+        api_ = start_private_api(env, socket_, "api-worker-full.log");
+        ASSERT_TRUE(fs::exists(socket_));
+        worker_ = std::make_unique<SpawnedProcess>(
+            std::vector<std::string>{worker_binary().string(), "--config",
+                                     stack.config_path.string(), "--types", "test.fill", "--slots",
+                                     "1", "--name", "disk-full"},
+            scratch_dir() / "worker-disk-full.log", env);
+    }
+
+    void TearDown() override {
+        if (worker_) {
+            EXPECT_EQ(worker_->stop(SIGTERM), 0) << "kiln-worker stops cleanly";
+        }
+        if (api_) api_->stop(SIGTERM);
+        storage_.reset();
+    }
+
+    // Every file and directory left in the storage, relative to its root, except the areas
+    // themselves and the job's attempt logs (logs/{job}/ is kept on purpose).
+    std::vector<std::string> leftovers(const std::string& job) const {
+        const fs::path& root = storage_->path();
+        std::vector<std::string> out;
+        for (auto it = fs::recursive_directory_iterator(root); it != fs::end(it); ++it) {
+            if (it->path() == root / "logs" / job) {
+                it.disable_recursion_pending();
+            } else if (it->path().parent_path() != root) {
+                out.push_back(fs::relative(it->path(), root).string());
+            }
+        }
+        return out;
+    }
+
+    const Stack& stack = Stack::get();
+    std::unique_ptr<TmpfsMount> storage_;
+    fs::path socket_;
+    std::unique_ptr<SpawnedProcess> api_;
+    std::unique_ptr<SpawnedProcess> worker_;
+};
+
+TEST_F(WorkerDiskFull, AJobWhoseOutputFillsTheDiskFailsSayingSoAndLeavesNoFiles) {
+    const std::string reply =
+        fcgi_request(socket_, "POST", "/api/v1/jobs", stack.admin_token,
+                     R"({"type":"test.fill","params":{"bytes":16777216}})", "application/json");
+    ASSERT_EQ(reply.rfind("Status: 201", 0), 0u) << reply;
+    const std::string id = nlohmann::json::parse(reply.substr(reply.find('{')))["id"];
+
+    // The job row is in the shared database, so the stack's API reports it; a job stuck in
+    // running fails the next line after 30 s.
+    auto w = watch_job(stack.admin(), id, 30s);
+    ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
+    // test.fill allows 2 attempts: a full disk may be freed, so the failure is retried.
+    EXPECT_EQ(w.job["attempts"], 2) << w.job.dump();
+    EXPECT_NE(w.job["error"].get<std::string>().find("No space left on device"), std::string::npos)
+        << w.job.dump();
+    EXPECT_TRUE(w.job["results"].empty()) << w.job.dump();
+    EXPECT_FALSE(fs::exists(storage_->path() / "results" / id));
+    const auto left = leftovers(id);
+    EXPECT_TRUE(left.empty()) << "left in storage: " << nlohmann::json(left).dump();
+}
+
+}  // namespace
+}  // namespace kiln::test
