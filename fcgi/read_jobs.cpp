@@ -6,6 +6,7 @@
 
 #include "core/http/request.hpp"
 #include "core/storage/storage.hpp"
+#include "core/util/crypto.hpp"
 #include "fcgi/api_handler.hpp"
 
 namespace kiln::api {
@@ -108,7 +109,9 @@ Result<http::Response> download_file(Context& ctx, const std::string& id, storag
         r.header("X-Accel-Redirect", storage::Storage::accel_uri(area, job->id, f.name));
         r.header("Content-Type", f.content_type);
         r.header("Content-Disposition", content_disposition(f.name));
-        r.header("ETag", "\"" + f.sha256 + "\"");
+        // nginx replaces any ETag with its own, but passes this one on (kiln-locations.conf):
+        // clients can check a download against the SHA-256 computed when the file was stored.
+        r.header("Repr-Digest", util::repr_digest_sha256(f.sha256));
         r.header("X-Content-Type-Options", "nosniff");
         return r;
     }

@@ -4,6 +4,7 @@
 #include <sys/random.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <optional>
 
@@ -78,6 +79,19 @@ std::string new_job_id() {
         buffer &= (1u << bits) - 1;
     }
     return out;
+}
+
+std::string repr_digest_sha256(std::string_view sha256_hex) {
+    if (sha256_hex.size() != 64) return {};
+    unsigned char raw[32];
+    for (std::size_t i = 0; i < 32; ++i) {
+        auto [ptr, ec] =
+            std::from_chars(sha256_hex.data() + 2 * i, sha256_hex.data() + 2 * i + 2, raw[i], 16);
+        if (ec != std::errc() || ptr != sha256_hex.data() + 2 * i + 2) return {};
+    }
+    unsigned char encoded[45];  // 4 * ceil(32 / 3) + NUL
+    const int n = EVP_EncodeBlock(encoded, raw, sizeof raw);
+    return "sha-256=:" + std::string(reinterpret_cast<const char*>(encoded), n) + ":";
 }
 
 std::string base64url_encode(std::string_view data) {

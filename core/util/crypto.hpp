@@ -32,6 +32,10 @@ class Sha256 final {
 
 std::string sha256_hex(std::string_view data);
 
+// The RFC 9530 Repr-Digest field value for a SHA-256 digest given in hex:
+// "sha-256=:<base64 of the 32 bytes>:". Empty when `sha256_hex` is not 64 hex digits.
+std::string repr_digest_sha256(std::string_view sha256_hex);
+
 // `n` bytes from getrandom(2); aborts the process if the kernel cannot provide them (it only
 // blocks before the entropy pool is initialised at boot).
 std::string random_bytes(std::size_t n);

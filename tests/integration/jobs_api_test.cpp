@@ -98,6 +98,15 @@ TEST_F(JobsApi, DownloadThroughXAccelRedirectIsByteIdenticalToTheUpload) {
     EXPECT_NE(dl.header("content-disposition").find("clip.mp4"), std::string::npos);
     // The internal redirect target never leaks to the client.
     EXPECT_EQ(dl.header("x-accel-redirect"), "");
+    // The digest taken when the file was stored reaches the client, also on a range request
+    // (it describes the whole file).
+    const std::string digest = util::repr_digest_sha256(util::sha256_hex(dl.body));
+    EXPECT_EQ(dl.header("repr-digest"), digest);
+    auto part =
+        client.send("GET", "/api/v1/jobs/" + id + "/sources/" + name, "", {"Range: bytes=0-9"});
+    EXPECT_EQ(part.status, 206);
+    EXPECT_EQ(part.body, dl.body.substr(0, 10));
+    EXPECT_EQ(part.header("repr-digest"), digest);
 
     auto missing = client.get("/api/v1/jobs/" + id + "/sources/other.mp4");
     EXPECT_EQ(missing.status, 404);
@@ -182,8 +191,8 @@ TEST_F(JobsApi, PositionInQueueIsExactBelowTheCapAndTheCapBeyond) {
     std::vector<int> created_positions;
     // cap + 2 jobs: the last has at least cap + 1 ahead of it, which the cap must hide.
     for (int i = 0; i <= cap + 1; ++i) {
-        auto r = client.post_json("/api/v1/jobs",
-                                  R"({"type":"test.controlled","priority":"premium"})");
+        auto r =
+            client.post_json("/api/v1/jobs", R"({"type":"test.controlled","priority":"premium"})");
         ASSERT_EQ(r.status, 201) << r.body;
         ids.push_back(r.json()["id"]);
         created_positions.push_back(r.json()["position_in_queue"].get<int>());
