@@ -45,7 +45,7 @@ http::Response ApiHandler::handle(http::Request& request) {
 }
 
 http::Response ApiHandler::health() {
-    auto ping = session_.read([](db::Connection& conn) { return conn.ping(); });
+    auto ping = session_.run_twice_if_lost([](db::Connection& conn) { return conn.ping(); });
     if (!ping) return http::problem(ping.error(), {{"database", "unavailable"}});
     return http::json_response(200, {{"status", "ok"}, {"database", "ok"}});
 }
@@ -65,8 +65,8 @@ http::Response ApiHandler::route(http::Request& request) {
         return http::problem(Error{ErrorCode::unauthorized,
                                    "an Authorization: Bearer <token> header is required", ""});
     }
-    auto viewer =
-        session_.read([&](db::Connection& conn) { return auth::authenticate(conn, *token); });
+    auto viewer = session_.run_twice_if_lost(
+        [&](db::Connection& conn) { return auth::authenticate(conn, *token); });
     if (!viewer) {
         log::warning("token lookup failed", {{"error", viewer.error().describe()}});
         return http::problem(viewer.error());

@@ -202,7 +202,11 @@ class Attempt {
         process::ChildSpec spec;
         spec.argv.push_back(step.program);
         if (def_.run.progress == "ffmpeg") {
-            for (const char* a : {"-progress", "pipe:1", "-nostats"}) spec.argv.emplace_back(a);
+            // Reports every 250 ms (ffmpeg's default is 500 ms), as often as the recorder writes
+            // progress: a conversion of a second or two still shows its clients a step between
+            // 0 and 100.
+            for (const char* a : {"-progress", "pipe:1", "-nostats", "-stats_period", "0.25"})
+                spec.argv.emplace_back(a);
         }
         spec.argv.insert(spec.argv.end(), args->begin(), args->end());
         spec.workdir = workdir_;

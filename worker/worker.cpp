@@ -179,21 +179,17 @@ Result<> Worker::run() {
 
 void Worker::claim(std::size_t wanted) {
     // Outside the lock: claiming is a database round trip.
-    auto conn = session_.get();
-    if (!conn) {
-        throw std::runtime_error(conn.error().describe());
-    }
     jobs::ClaimRequest request;
     request.worker = name_;
     request.types = claimable_types();
     request.max_jobs = static_cast<int>(std::min<std::size_t>(wanted, 64));
     request.lease = config_.worker.lease;
     if (request.types.empty()) return;
-    auto claimed = jobs::claim_jobs(**conn, request);
-    if (!claimed) {
-        session_.note(claimed.error());
-        throw std::runtime_error(claimed.error().describe());
-    }
+    // After a database restart the first claim finds the connection dead: claim again on a
+    // fresh one at once rather than after a back-off.
+    auto claimed = session_.run_twice_if_lost(
+        [&](db::Connection& conn) { return jobs::claim_jobs(conn, request); });
+    if (!claimed) throw std::runtime_error(claimed.error().describe());
     std::lock_guard lock(mutex_);
     for (auto& job : *claimed) {
         auto running = std::make_shared<RunningJob>(std::move(job));

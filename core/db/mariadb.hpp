@@ -114,16 +114,17 @@ class Session final {
     // Drops the connection if `error` says it is gone, so the next get() reconnects.
     void note(const Error& error);
 
-    // Runs `read(Connection&)` and returns its Result. A connection that died while idle (the
-    // database restarted) is only found out by using it, so when `read` fails because the
-    // connection is gone it runs once more on a fresh one. Reads only: a write may have been
-    // applied before the connection dropped.
-    template <typename Read>
-    auto read(Read&& read) -> decltype(read(std::declval<Connection&>())) {
+    // Runs `work(Connection&)` and returns its Result. A connection that died while idle (the
+    // database restarted) is only found out by using it, so when `work` fails because the
+    // connection is gone it runs once more on a fresh one. Only for work that is safe to run
+    // twice: a write may have been applied before the connection dropped. Reads are; so is a
+    // claim, whose jobs come back to the queue when their lease expires.
+    template <typename Work>
+    auto run_twice_if_lost(Work&& work) -> decltype(work(std::declval<Connection&>())) {
         for (int attempt = 1;; ++attempt) {
             auto conn = get();
             if (!conn) return std::unexpected(conn.error());
-            auto result = read(**conn);
+            auto result = work(**conn);
             if (!result) note(result.error());
             if (result || result.error().code != ErrorCode::unavailable || attempt == 2) {
                 return result;
