@@ -1,7 +1,15 @@
 #include "core/jobs/control.hpp"
 
+#include <fmt/format.h>
+
 namespace kiln::jobs {
 namespace {
+
+// What a retry resets, for one job or many: fresh attempts, due now, no trace of the last run.
+constexpr std::string_view retry_reset =
+    "status = 'pending', attempts = 0, progress = 0, step = NULL, error = NULL, "
+    "cancel_requested = FALSE, run_at = NOW(3), started_at = NULL, finished_at = NULL, "
+    "updated_at = NOW(3)";
 
 // The seq and status of a job the viewer can see.
 Result<std::optional<std::pair<std::int64_t, std::string>>> visible(db::Connection& conn,
@@ -44,12 +52,9 @@ Result<> retry_job(db::Connection& conn, const Viewer& viewer, const std::string
     auto job = visible(conn, viewer, id);
     if (!job) return std::unexpected(job.error());
     if (!*job) return fail(ErrorCode::not_found, "no such job");
-    auto affected = conn.execute(
-        "UPDATE jobs SET status = 'pending', attempts = 0, progress = 0, step = NULL, error = "
-        "NULL, "
-        "cancel_requested = FALSE, run_at = NOW(3), started_at = NULL, finished_at = NULL, "
-        "updated_at = NOW(3) WHERE seq = ? AND status IN ('failed', 'cancelled')",
-        {(*job)->first});
+    static const std::string sql = fmt::format(
+        "UPDATE jobs SET {} WHERE seq = ? AND status IN ('failed', 'cancelled')", retry_reset);
+    auto affected = conn.execute(sql, {(*job)->first});
     if (!affected) return std::unexpected(affected.error());
     if (*affected == 0) {
         return fail(ErrorCode::conflict,
@@ -60,13 +65,11 @@ Result<> retry_job(db::Connection& conn, const Viewer& viewer, const std::string
 
 Result<std::uint64_t> retry_failed(db::Connection& conn, const std::string& type,
                                    std::chrono::seconds window) {
-    return conn.execute(
-        "UPDATE jobs SET status = 'pending', attempts = 0, progress = 0, step = NULL, error = "
-        "NULL, "
-        "cancel_requested = FALSE, run_at = NOW(3), started_at = NULL, finished_at = NULL, "
-        "updated_at = NOW(3) WHERE status = 'failed' AND type = ? "
+    static const std::string sql = fmt::format(
+        "UPDATE jobs SET {} WHERE status = 'failed' AND type = ? "
         "AND finished_at >= NOW(3) - INTERVAL ? SECOND",
-        {type, std::int64_t{window.count()}});
+        retry_reset);
+    return conn.execute(sql, {type, std::int64_t{window.count()}});
 }
 
 Result<std::uint64_t> reap_expired_leases(db::Connection& conn) {

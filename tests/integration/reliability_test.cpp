@@ -118,6 +118,17 @@ TEST_F(Reliability, RetryPutsAFailedJobBackWithFreshAttemptsAndOtherStatesAre409
     EXPECT_EQ(conflict.code(), "conflict");
 }
 
+TEST_F(Reliability, KilnctlRetriesTheFailedJobsOfATypeWithFreshAttempts) {
+    const auto id = create_json(R"({"type":"test.fail"})");
+    ASSERT_EQ(wait_for_status(id, "failed")["status"], "failed");
+    run_command({stack.kilnctl.string(), "--config", stack.config_path.string(), "retry", "--type",
+                 "test.fail", "--failed-since", "1h"});
+    // It ran again from a fresh count: one attempt, a second log, and it failed again.
+    auto job = wait_for_status(id, "failed");
+    EXPECT_EQ(job["attempts"], 1) << job.dump();
+    EXPECT_EQ(client.get("/api/v1/jobs/" + id + "/logs").json()["logs"].size(), 2u);
+}
+
 TEST_F(Reliability, EachAttemptKeepsALogThatTheOwnerCanRead) {
     const auto id = create_json(R"({"type":"test.fail"})");
     ASSERT_EQ(wait_for_status(id, "failed")["status"], "failed");
