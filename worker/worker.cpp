@@ -84,8 +84,9 @@ void Worker::stop() {
 
 void Worker::signal_dispatcher() {
     const std::uint64_t one = 1;
-    if (event_fd_.valid()) [[maybe_unused]]
-        auto n = ::write(event_fd_.get(), &one, sizeof one);
+    if (event_fd_.valid()) {
+        [[maybe_unused]] auto n = ::write(event_fd_.get(), &one, sizeof one);
+    }
 }
 
 std::vector<std::string> Worker::claimable_types() {

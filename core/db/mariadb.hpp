@@ -6,7 +6,6 @@
 // reconnects on next use); any other server error with ErrorCode::internal, native set to
 // "errno/sqlstate" (e.g. "1213/40001" for a deadlock, see is_retryable()).
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>

@@ -525,9 +525,9 @@ Result<ChildOutcome> run_child(const ChildSpec& spec) {
     ::pthread_sigmask(SIG_SETMASK, &all, &previous);
     const auto start = Clock::now();
     const pid_t pid = vfork_exec(plan);
-    const int fork_errno = errno;
+    const int vfork_errno = errno;
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    if (pid < 0) return fail_errno("fork", fork_errno);
+    if (pid < 0) return fail_errno("vfork", vfork_errno);
 
     StartedChild child(pid);
     ::setpgid(pid, pid);  // also done by the child; whichever runs first wins the race
