@@ -55,7 +55,7 @@ bool has_intermediate(const std::vector<int>& values) {
 TEST_F(Worker, VideoTranscodeToWebmShowsRisingProgressAndGivesVp9AndOpus) {
     const auto id = create({{"type", "video.transcode"},
                             {"params", R"({"format":"webm"})"},
-                            {"file", "", media::video5s()}});
+                            {"file", "", media::video20s()}});
     auto w = watch_job(client, id);
     ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
     EXPECT_EQ(w.job["progress"], 100);
@@ -75,7 +75,7 @@ TEST_F(Worker, VideoTranscodeToWebmShowsRisingProgressAndGivesVp9AndOpus) {
     for (const auto& s : info["streams"]) codecs.insert(s["codec_name"].get<std::string>());
     EXPECT_TRUE(codecs.count("vp9")) << info.dump();
     EXPECT_TRUE(codecs.count("opus")) << info.dump();
-    EXPECT_NEAR(std::stod(info["format"]["duration"].get<std::string>()), 5.0, 0.3);
+    EXPECT_NEAR(std::stod(info["format"]["duration"].get<std::string>()), 20.0, 0.3);
 }
 
 TEST_F(Worker, VideoTranscodeToMp4ScalesToTheRequestedHeightWithFaststart) {

@@ -49,6 +49,14 @@ const std::filesystem::path& video5s() {
                   "-c:a", "aac"});
     return p;
 }
+const std::filesystem::path& video20s() {
+    static const auto p =
+        generate("twenty-seconds.mp4",
+                 {"testsrc=size=1280x720:rate=25", "sine=frequency=440:sample_rate=48000"},
+                 {"-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                  "-c:a", "aac"});
+    return p;
+}
 const std::filesystem::path& short_video() {
     static const auto p = generate("short.mp4", {"testsrc=size=320x240:rate=25"},
                                    {"-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p"});

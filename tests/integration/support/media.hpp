@@ -6,10 +6,13 @@
 
 namespace kiln::test::media {
 
-const std::filesystem::path& png();          // 64x48 test pattern
-const std::filesystem::path& jpeg();         // 64x48 test pattern
-const std::filesystem::path& mp4();          // 2 s 160x120 H.264
-const std::filesystem::path& video5s();      // 5 s 1280x720 H.264 + AAC tone
+const std::filesystem::path& png();      // 64x48 test pattern
+const std::filesystem::path& jpeg();     // 64x48 test pattern
+const std::filesystem::path& mp4();      // 2 s 160x120 H.264
+const std::filesystem::path& video5s();  // 5 s 1280x720 H.264 + AAC tone
+// 20 s 1280x720 H.264 + AAC tone: its conversion lasts long enough to report progress between
+// 0 and 100 on a fast machine (a 5 s clip's webm encode took about a second).
+const std::filesystem::path& video20s();
 const std::filesystem::path& short_video();  // 1 s 320x240 H.264
 const std::filesystem::path& big_png();      // 2000x1500 test pattern
 const std::filesystem::path& small_png();    // 400x300 test pattern
