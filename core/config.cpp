@@ -113,10 +113,10 @@ Result<> apply_file(const toml::table& root, Config& cfg) {
 
     const auto* api = section(root, "api");
     if (api != nullptr) {
-        if (auto r =
-                check_keys(*api, "api",
-                           {"listen", "threads", "max_request_bytes", "max_parts",
-                            "max_part_header_bytes", "max_field_bytes", "max_json_body_bytes"});
+        if (auto r = check_keys(
+                *api, "api",
+                {"listen", "threads", "max_request_bytes", "max_parts", "max_part_header_bytes",
+                 "max_field_bytes", "max_json_body_bytes", "queue_position_cap"});
             !r)
             return r;
     }
@@ -126,7 +126,8 @@ Result<> apply_file(const toml::table& root, Config& cfg) {
                    read(api, "api", "max_parts", a.max_parts),
                    read(api, "api", "max_part_header_bytes", a.max_part_header_bytes),
                    read(api, "api", "max_field_bytes", a.max_field_bytes),
-                   read(api, "api", "max_json_body_bytes", a.max_json_body_bytes)}) {
+                   read(api, "api", "max_json_body_bytes", a.max_json_body_bytes),
+                   read(api, "api", "queue_position_cap", a.queue_position_cap)}) {
         if (!r) return r;
     }
 
@@ -185,6 +186,8 @@ Result<> validate(const Config& cfg) {
     if (cfg.storage_root.empty() || !cfg.storage_root.is_absolute())
         return fail(ErrorCode::config, "config: storage.root must be an absolute path");
     if (cfg.api.max_parts == 0) return fail(ErrorCode::config, "config: api.max_parts must be > 0");
+    if (cfg.api.queue_position_cap == 0 || cfg.api.queue_position_cap > 100000)
+        return fail(ErrorCode::config, "config: api.queue_position_cap must be 1..100000");
     return {};
 }
 

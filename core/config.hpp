@@ -38,6 +38,9 @@ struct ApiConfig {
     std::size_t max_part_header_bytes = 8192;
     std::size_t max_field_bytes = 64 * 1024;  // a non-file form field (type, params, priority)
     std::size_t max_json_body_bytes = 256 * 1024;
+    // position_in_queue counts up to this many jobs ahead; each counted job is an index entry
+    // read on every create and every get of a pending job.
+    unsigned queue_position_cap = 100;
 };
 
 struct WorkerConfig {

@@ -375,7 +375,7 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     if (staging) {
         if (auto r = staging->commit(); !r) return std::unexpected(r.error());
     }
-    auto created = jobs::create_job(ctx.db, job);
+    auto created = jobs::create_job(ctx.db, job, ctx.app.config.api.queue_position_cap);
     if (!created) {
         // With the connection lost mid-transaction the row may have been committed: keep the
         // files (the purge's orphan sweep removes them if it was not). Any other failure

@@ -18,7 +18,7 @@ constexpr int max_page_size = 500;
 Result<jobs::Job> visible_job(Context& ctx, const std::string& id) {
     // Ids are 26 characters of base32; anything else cannot exist.
     if (id.size() != 26) return fail(ErrorCode::not_found, "no such job");
-    auto job = jobs::find_job(ctx.db, ctx.viewer, id);
+    auto job = jobs::find_job(ctx.db, ctx.viewer, id, ctx.app.config.api.queue_position_cap);
     if (!job) return std::unexpected(job.error());
     if (!*job) return fail(ErrorCode::not_found, "no such job");
     return std::move(**job);

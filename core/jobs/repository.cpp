@@ -78,19 +78,20 @@ void attach_file(Job& job, const db::Row& row, std::size_t first = 0) {
 }
 
 Result<std::int64_t> queue_position(db::Connection& conn, int priority,
-                                    const std::string& run_at_sql, std::uint64_t seq) {
+                                    const std::string& run_at_sql, std::uint64_t seq,
+                                    std::int64_t cap) {
     // Jobs that a worker would claim before this one: higher priority, or same priority and
     // earlier in (run_at, seq). That is one stretch of the jobs_claim index (MariaDB reads it as
     // three ranges), and reading stops at the cap: an uncapped count grows with the queue, and
     // a POST must not get slower because many jobs are waiting. The index hint spares the
     // planner weighing the other indexes: a fifth of the statement's cost at the queue's head.
-    static const std::string sql = fmt::format(
+    static const std::string sql =
         "SELECT COUNT(*) FROM (SELECT 1 FROM jobs FORCE INDEX (jobs_claim) WHERE "
         "status = 'pending' AND (priority > ? OR "
-        "(priority = ? AND (run_at < ? OR (run_at = ? AND seq < ?)))) LIMIT {}) ahead",
-        queue_position_cap);
+        "(priority = ? AND (run_at < ? OR (run_at = ? AND seq < ?)))) LIMIT ?) ahead";
     const std::int64_t p = priority;
-    auto rows = conn.query(sql, {p, p, run_at_sql, run_at_sql, static_cast<std::int64_t>(seq)});
+    auto rows =
+        conn.query(sql, {p, p, run_at_sql, run_at_sql, static_cast<std::int64_t>(seq), cap});
     if (!rows) return std::unexpected(rows.error());
     return rows->empty() ? 0 : rows->front().integer(0);
 }
@@ -105,7 +106,7 @@ std::string sql_timestamp(std::int64_t ms) {
                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
 }
 
-Result<Job> create_job(db::Connection& conn, const NewJob& in) {
+Result<Job> create_job(db::Connection& conn, const NewJob& in, std::int64_t position_cap) {
     const auto now = util::now_ms();
     const std::string ts = sql_timestamp(now);
     if (auto r = conn.begin(); !r) return std::unexpected(r.error());
@@ -169,7 +170,7 @@ Result<Job> create_job(db::Connection& conn, const NewJob& in) {
     job.max_attempts = in.max_attempts;
     job.created_at = job.updated_at = job.run_at = util::format_rfc3339(now);
     job.sources = in.sources;
-    auto position = queue_position(conn, job.priority, ts, job.seq);
+    auto position = queue_position(conn, job.priority, ts, job.seq, position_cap);
     if (position) job.position_in_queue = *position;
     return job;
 }
@@ -187,7 +188,7 @@ Result<std::optional<IdempotencyRecord>> find_idempotency_key(db::Connection& co
 }
 
 Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,
-                                    const std::string& id) {
+                                    const std::string& id, std::int64_t position_cap) {
     // The job and its files in one round trip: one row per file (or one row of NULL file
     // columns), the job's columns repeated.
     static const std::string sql = fmt::format(
@@ -203,7 +204,8 @@ Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,
         if (!row.is_null(job_column_count)) attach_file(job, row, job_column_count);
     }
     if (job.status == JobStatus::pending) {
-        auto position = queue_position(conn, job.priority, rows->front().text(16), job.seq);
+        auto position =
+            queue_position(conn, job.priority, rows->front().text(16), job.seq, position_cap);
         if (!position) return std::unexpected(position.error());
         job.position_in_queue = *position;
     }

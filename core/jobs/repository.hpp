@@ -36,7 +36,11 @@ struct NewJob {
 // Inserts the job, its source files and its idempotency key in one transaction. Fails with
 // unavailable when the database is down (nothing is recorded then), and with conflict (native
 // "duplicate") when another request recorded the same idempotency key first.
-Result<Job> create_job(db::Connection& conn, const NewJob& job);
+//
+// position_in_queue counts the jobs ahead up to `position_cap`: 0..cap-1 are exact, the cap
+// itself means "the cap or more". Counting is a range scan of the claim index, so an exact
+// figure would make every create and get slower as the queue grows.
+Result<Job> create_job(db::Connection& conn, const NewJob& job, std::int64_t position_cap);
 
 struct IdempotencyRecord {
     std::string request_sha256;
@@ -47,14 +51,9 @@ Result<std::optional<IdempotencyRecord>> find_idempotency_key(db::Connection& co
                                                               const std::string& owner,
                                                               const std::string& key);
 
-// position_in_queue counts the jobs ahead up to this cap: 0..cap-1 are exact, the cap itself
-// means "the cap or more". Counting is a range scan, so an exact figure would make every create
-// and get slower as the queue grows.
-inline constexpr std::int64_t queue_position_cap = 1000;
-
 // The job with its files and queue position, or nullopt when it does not exist for `viewer`.
 Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,
-                                    const std::string& id);
+                                    const std::string& id, std::int64_t position_cap);
 
 struct ListFilter {
     std::optional<JobStatus> status;

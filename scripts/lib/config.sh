@@ -16,8 +16,10 @@ sed_replacement() {
 }
 
 # Writes $KILN_CONF. Arguments: the converter definition directories, in order.
+# KILN_QUEUE_POSITION_CAP overrides [api] queue_position_cap (scripts/test sets a non-default one).
 write_kiln_config() {
-    local dirs="" dir
+    local dirs="" dir queue_position_cap=${KILN_QUEUE_POSITION_CAP:-100}
+    [[ $queue_position_cap =~ ^[0-9]+$ ]] || die "KILN_QUEUE_POSITION_CAP must be a number"
     for dir in "$@"; do
         dirs+="${dirs:+, }$(toml_string "$dir")"
     done
@@ -42,6 +44,7 @@ dirs = [$dirs]
 listen = $(toml_string "$KILN_API_SOCKET")
 threads = 16
 max_request_bytes = 4294967296
+queue_position_cap = $queue_position_cap
 
 [worker]
 slots = 2

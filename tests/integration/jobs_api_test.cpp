@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include "core/jobs/repository.hpp"
+#include "core/config.hpp"
 #include "core/util/crypto.hpp"
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/media.hpp"
@@ -186,7 +186,12 @@ TEST_F(JobsApi, PositionInQueueCountsJobsThatRunFirst) {
 TEST_F(JobsApi, PositionInQueueIsExactBelowTheCapAndTheCapBeyond) {
     // test.controlled jobs wait: only workers that a queue test starts itself run them.
     // Premium puts them ahead of any job another test left pending at a lower priority.
-    const int cap = static_cast<int>(jobs::queue_position_cap);
+    // The cap is kiln-api's, from the stack's config: scripts/test sets one that is not the
+    // default, so a kiln-api that ignored its config fails here.
+    auto config = load_config(stack.config_path);
+    ASSERT_TRUE(config) << config.error().describe();
+    const int cap = static_cast<int>(config->api.queue_position_cap);
+    ASSERT_NE(cap, static_cast<int>(ApiConfig{}.queue_position_cap));
     std::vector<std::string> ids;
     std::vector<int> created_positions;
     // cap + 2 jobs: the last has at least cap + 1 ahead of it, which the cap must hide.

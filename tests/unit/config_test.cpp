@@ -32,6 +32,7 @@ dirs = ["/a", "/b"]
 [api]
 threads = 4
 max_parts = 8
+queue_position_cap = 250
 [worker]
 slots = 3
 types = ["video.transcode"]
@@ -45,6 +46,7 @@ lease_seconds = 20
     EXPECT_EQ(c->converter_dirs.size(), 2u);
     EXPECT_EQ(c->api.threads, 4u);
     EXPECT_EQ(c->api.max_parts, 8u);
+    EXPECT_EQ(c->api.queue_position_cap, 250u);
     EXPECT_EQ(c->worker.slots, 3u);
     EXPECT_EQ(c->worker.types, std::vector<std::string>{"video.transcode"});
     EXPECT_EQ(c->worker.lease, std::chrono::seconds(20));
@@ -61,6 +63,18 @@ TEST_F(ConfigFile, AnUnknownKeyIsAnErrorNamingIt) {
 TEST_F(ConfigFile, AWrongTypeIsAnError) {
     write("[api]\nthreads = \"four\"\n");
     EXPECT_FALSE(load_config(path).has_value());
+}
+
+TEST_F(ConfigFile, AQueuePositionCapOutsideItsRangeIsAnError) {
+    for (const char* cap : {"0", "100001"}) {
+        write(std::string("[api]\nqueue_position_cap = ") + cap + "\n");
+        auto c = load_config(path);
+        ASSERT_FALSE(c.has_value()) << cap;
+        EXPECT_NE(c.error().message.find("queue_position_cap"), std::string::npos)
+            << c.error().message;
+    }
+    write("[api]\nqueue_position_cap = 100000\n");
+    EXPECT_TRUE(load_config(path).has_value());
 }
 
 TEST_F(ConfigFile, ASyntaxErrorNamesTheLine) {
