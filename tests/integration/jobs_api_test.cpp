@@ -6,7 +6,6 @@
 #include <set>
 #include <sstream>
 
-#include "core/config.hpp"
 #include "core/util/crypto.hpp"
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/media.hpp"
@@ -188,9 +187,7 @@ TEST_F(JobsApi, PositionInQueueIsExactBelowTheCapAndTheCapBeyond) {
     // Premium puts them ahead of any job another test left pending at a lower priority.
     // The cap is kiln-api's, from the stack's config: scripts/test sets one that is not the
     // default, so a kiln-api that ignored its config fails here.
-    auto config = load_config(stack.config_path);
-    ASSERT_TRUE(config) << config.error().describe();
-    const int cap = static_cast<int>(config->api.queue_position_cap);
+    const int cap = static_cast<int>(stack.config.api.queue_position_cap);
     ASSERT_NE(cap, static_cast<int>(ApiConfig{}.queue_position_cap));
     std::vector<std::string> ids;
     std::vector<int> created_positions;

@@ -6,53 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cstdlib>
 #include <fstream>
 #include <stdexcept>
-#include <string_view>
 #include <thread>
 
 #include "tests/integration/support/stack.hpp"
 
-extern char** environ;
-
 namespace kiln::test {
-
-namespace {
-
-// This process's environment with `overrides` replacing or adding variables.
-std::vector<std::string> environment_with(const EnvOverrides& overrides) {
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) {
-        const std::string_view entry(*e);
-        const auto name = entry.substr(0, entry.find('='));
-        const bool replaced = std::any_of(overrides.begin(), overrides.end(),
-                                          [&](const auto& o) { return o.first == name; });
-        if (!replaced) env.emplace_back(entry);
-    }
-    for (const auto& [name, value] : overrides) env.push_back(name + "=" + value);
-    return env;
-}
-
-// Variables set in this process's environment while the object lives: cgi-fcgi takes its
-// request's CGI variables from the environment that run_command passes on.
-class ScopedEnv final {
-  public:
-    explicit ScopedEnv(EnvOverrides vars) : vars_(std::move(vars)) {
-        for (const auto& [name, value] : vars_) ::setenv(name.c_str(), value.c_str(), 1);
-    }
-    ~ScopedEnv() {
-        for (const auto& [name, value] : vars_) ::unsetenv(name.c_str());
-    }
-    ScopedEnv(const ScopedEnv&) = delete;
-    ScopedEnv& operator=(const ScopedEnv&) = delete;
-
-  private:
-    EnvOverrides vars_;
-};
-
-}  // namespace
 
 SpawnedProcess::SpawnedProcess(const std::vector<std::string>& argv,
                                const std::filesystem::path& log, const EnvOverrides& env)
@@ -66,12 +26,9 @@ SpawnedProcess::SpawnedProcess(const std::vector<std::string>& argv,
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    std::vector<std::string> env_strings = environment_with(env);
-    std::vector<char*> envp;
-    for (auto& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
+    ChildEnvironment child_env(env);
     pid_t pid = 0;
-    int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+    int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), child_env.envp());
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
     pid_ = pid;
@@ -135,8 +92,7 @@ std::string fcgi_request(const std::filesystem::path& socket, const std::string&
         body_file = scratch_dir() / "fcgi-request-body";
         std::ofstream(body_file, std::ios::binary | std::ios::trunc) << body;
     }
-    const ScopedEnv request(std::move(cgi));
-    return run_command({"cgi-fcgi", "-bind", "-connect", socket.string()}, body_file);
+    return run_command({"cgi-fcgi", "-bind", "-connect", socket.string()}, body_file, cgi);
 }
 
 }  // namespace kiln::test

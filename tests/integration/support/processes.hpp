@@ -9,10 +9,9 @@
 #include <utility>
 #include <vector>
 
-namespace kiln::test {
+#include "tests/integration/support/stack.hpp"
 
-// Variables set in a child's environment on top of (or in place of) this process's own.
-using EnvOverrides = std::vector<std::pair<std::string, std::string>>;
+namespace kiln::test {
 
 class SpawnedProcess {
   public:

@@ -9,10 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 #include "core/db/mariadb.hpp"
 #include "core/util/fd.hpp"
@@ -84,7 +86,21 @@ int Stack::api_pid() const {
     return pid;
 }
 
-std::string run_command(const std::vector<std::string>& argv, const fs::path& stdin_file) {
+ChildEnvironment::ChildEnvironment(const EnvOverrides& overrides) {
+    for (char** e = environ; *e != nullptr; ++e) {
+        const std::string_view entry(*e);
+        const auto name = entry.substr(0, entry.find('='));
+        const bool replaced = std::any_of(overrides.begin(), overrides.end(),
+                                          [&](const auto& o) { return o.first == name; });
+        if (!replaced) entries_.emplace_back(entry);
+    }
+    for (const auto& [name, value] : overrides) entries_.push_back(name + "=" + value);
+    for (auto& e : entries_) pointers_.push_back(e.data());
+    pointers_.push_back(nullptr);
+}
+
+std::string run_command(const std::vector<std::string>& argv, const fs::path& stdin_file,
+                        const EnvOverrides& env) {
     int out_pipe[2];
     if (pipe(out_pipe) != 0) throw std::runtime_error("pipe failed");
     posix_spawn_file_actions_t actions;
@@ -97,8 +113,9 @@ std::string run_command(const std::vector<std::string>& argv, const fs::path& st
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    ChildEnvironment child_env(env);
     pid_t pid = 0;
-    int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+    int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), child_env.envp());
     posix_spawn_file_actions_destroy(&actions);
     close(out_pipe[1]);
     if (rc != 0) {

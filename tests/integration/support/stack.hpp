@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.hpp"
@@ -37,10 +38,27 @@ struct Stack {
     int api_pid() const;
 };
 
+// Variables set in a child's environment on top of (or in place of) this process's own.
+using EnvOverrides = std::vector<std::pair<std::string, std::string>>;
+
+// This process's environment with `overrides` replacing or adding variables, as the envp
+// array that posix_spawn takes.
+class ChildEnvironment {
+  public:
+    explicit ChildEnvironment(const EnvOverrides& overrides);
+    ChildEnvironment(const ChildEnvironment&) = delete;
+    ChildEnvironment& operator=(const ChildEnvironment&) = delete;
+    char** envp() { return pointers_.data(); }
+
+  private:
+    std::vector<std::string> entries_;  // NAME=VALUE
+    std::vector<char*> pointers_;       // into entries_, then nullptr
+};
+
 // Runs argv, returns stdout; throws on a non-zero exit. With `stdin_file`, the program reads it
-// as its standard input.
+// as its standard input; `env` is added to the environment it inherits.
 std::string run_command(const std::vector<std::string>& argv,
-                        const std::filesystem::path& stdin_file = {});
+                        const std::filesystem::path& stdin_file = {}, const EnvOverrides& env = {});
 
 // A process's peak resident set (VmHWM) in bytes.
 std::uint64_t peak_rss_bytes(int pid);
