@@ -16,6 +16,9 @@
 
 namespace kiln::converters {
 
+// A definition declares at most this many params, and a request may send at most this many.
+inline constexpr std::size_t max_params = 32;
+
 struct ParamSpec {
     enum class Kind { enumeration, integer, boolean };
     std::string name;
