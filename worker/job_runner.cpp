@@ -1,5 +1,7 @@
 #include "worker/job_runner.hpp"
 
+#include <sys/statvfs.h>
+
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -34,6 +36,23 @@ bool RunningJob::take_progress(int& percent, std::string& step) {
 namespace {
 
 constexpr std::size_t max_error_tail = 1500;
+
+// Space the work directory's filesystem must still have after a step that reported success.
+// ffmpeg 5.1 exits 0 when its writes fail with ENOSPC (it only logs "Error writing trailer ...:
+// No space left on device") and leaves a truncated file, so a success on a full disk is not
+// trusted: the attempt fails and is retried.
+constexpr std::uint64_t min_free_bytes_after_step = 1 << 20;
+
+Result<> check_space_after_step(const fs::path& workdir, std::string_view step) {
+    struct statvfs usage {};
+    if (::statvfs(workdir.c_str(), &usage) != 0) return {};  // cannot tell: trust the exit status
+    const std::uint64_t available = std::uint64_t{usage.f_bavail} * usage.f_frsize;
+    if (available >= min_free_bytes_after_step) return {};
+    return fail(ErrorCode::internal,
+                fmt::format("{}: exited 0 on a full disk ({} bytes left where it writes: No space "
+                            "left on device), so its output may be truncated",
+                            step, available));
+}
 
 // The child's environment: nothing inherited from the daemon, vips in its untrusted-input mode.
 std::vector<std::string> child_environment(const fs::path& workdir) {
@@ -246,7 +265,7 @@ class Attempt {
             return fail(ErrorCode::internal, fmt::format("{}: cannot start {}: {}", step.name,
                                                          step.program, outcome.error().describe()));
         }
-        if (outcome->succeeded()) return {};
+        if (outcome->succeeded()) return check_space_after_step(workdir_, step.name);
         std::string reason = outcome->timed_out
                                  ? fmt::format("timed out after {} s", def_.timeout.count())
                                  : outcome->describe();
