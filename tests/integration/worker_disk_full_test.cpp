@@ -10,12 +10,16 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/support/jobs.hpp"
+#include "tests/integration/support/media.hpp"
 #include "tests/integration/support/processes.hpp"
 #include "tests/integration/support/stack.hpp"
 #include "tests/integration/support/tmpfs.hpp"
@@ -34,10 +38,15 @@ class WorkerDiskFull : public ::testing::Test {
         socket_ = scratch_dir() / "api-worker-full.sock";
         api_ = start_private_api(env, socket_, "api-worker-full.log");
         ASSERT_TRUE(fs::exists(socket_));
+    }
+
+    // A worker on the tmpfs for `type` only.
+    void start_worker(const std::string& type) {
+        const EnvOverrides env = {{"KILN_STORAGE", storage_->path().string()}};
         worker_ = std::make_unique<SpawnedProcess>(
             std::vector<std::string>{worker_binary().string(), "--config",
-                                     stack.config_path.string(), "--types", "test.fill", "--slots",
-                                     "1", "--name", "disk-full"},
+                                     stack.config_path.string(), "--types", type, "--slots", "1",
+                                     "--name", "disk-full"},
             scratch_dir() / "worker-disk-full.log", env);
     }
 
@@ -99,6 +108,7 @@ class WorkerDiskFull : public ::testing::Test {
 };
 
 TEST_F(WorkerDiskFull, AJobWhoseOutputFillsTheDiskFailsSayingSoAndLeavesNoFiles) {
+    start_worker("test.fill");
     const std::string id = create_fill_job(16 << 20, "fail");
     ASSERT_FALSE(id.empty());
     expect_failed_for_lack_of_space(id);
@@ -107,6 +117,7 @@ TEST_F(WorkerDiskFull, AJobWhoseOutputFillsTheDiskFailsSayingSoAndLeavesNoFiles)
 // ffmpeg 5.1 exits 0 after "Error writing trailer ...: No space left on device" and leaves a
 // truncated file: the worker must not publish it as a completed job's result.
 TEST_F(WorkerDiskFull, AConverterThatExitsZeroOnAFullDiskDoesNotGetItsTruncatedOutputPublished) {
+    start_worker("test.fill");
     const std::string id = create_fill_job(16 << 20, "exit0");
     ASSERT_FALSE(id.empty());
     expect_failed_for_lack_of_space(id);
@@ -118,12 +129,54 @@ TEST_F(WorkerDiskFull, AConverterThatExitsZeroOnAFullDiskDoesNotGetItsTruncatedO
 // The check is on what is left, not on the disk's size: a job that leaves most of the same
 // small disk free completes.
 TEST_F(WorkerDiskFull, AJobThatFitsOnTheSameSmallDiskCompletes) {
+    start_worker("test.fill");
     const std::string id = create_fill_job(64 << 10, "exit0");
     ASSERT_FALSE(id.empty());
     auto w = watch_job(stack.admin(), id, 30s);
     ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
     ASSERT_EQ(w.job["results"].size(), 1u) << w.job.dump();
     EXPECT_EQ(w.job["results"][0]["size"], 64 << 10);
+}
+
+// The same with the real ffmpeg (5.1 exits 0 after "Error writing trailer ...: No space left on
+// device"): a video upload, then the disk filled to 32 KiB short of full, then the worker.
+TEST_F(WorkerDiskFull, AnFfmpegTranscodeOnAFullDiskFailsInsteadOfPublishingATruncatedVideo) {
+    std::ifstream in(media::video5s(), std::ios::binary);
+    const std::string video{std::istreambuf_iterator<char>(in), {}};
+    const std::string boundary = "kiln-disk-full-test";
+    const std::string body = "--" + boundary +
+                             "\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"
+                             "test.transcode\r\n--" +
+                             boundary +
+                             "\r\nContent-Disposition: form-data; name=\"file\"; "
+                             "filename=\"clip.mp4\"\r\n\r\n" +
+                             video + "\r\n--" + boundary + "--\r\n";
+    const std::string reply = fcgi_request(socket_, "POST", "/api/v1/jobs", stack.admin_token, body,
+                                           "multipart/form-data; boundary=" + boundary);
+    ASSERT_EQ(reply.rfind("Status: 201", 0), 0u) << reply.substr(0, 500);
+    const std::string id = nlohmann::json::parse(reply.substr(reply.find('{')))["id"];
+
+    const auto space = fs::space(storage_->path());
+    const std::uintmax_t keep_free = 32 << 10;
+    ASSERT_GT(space.available, keep_free);
+    {
+        std::ofstream filler(storage_->path() / "filler", std::ios::binary);
+        const std::string block(64 << 10, '\0');
+        for (std::uintmax_t left = space.available - keep_free; left > 0;) {
+            const auto n = std::min<std::uintmax_t>(left, block.size());
+            filler.write(block.data(), static_cast<std::streamsize>(n));
+            left -= n;
+        }
+    }
+    start_worker("test.transcode");
+
+    auto w = watch_job(stack.admin(), id, 60s);
+    ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
+    const std::string error = w.job["error"];
+    EXPECT_NE(error.find("may be truncated"), std::string::npos) << error;
+    EXPECT_TRUE(w.job["results"].empty()) << w.job.dump();
+    EXPECT_FALSE(fs::exists(storage_->path() / "results" / id));
+    EXPECT_FALSE(fs::exists(storage_->path() / "tmp" / ("work-" + id + "-1")));
 }
 
 }  // namespace
