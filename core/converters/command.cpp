@@ -91,18 +91,25 @@ Result<std::vector<std::string>> expand_args(const std::vector<std::string>& arg
     std::vector<std::string> argv;
     for (const auto& arg : args_template) {
         std::string text = arg;
-        if (text.starts_with("{?")) {
+        if (text.starts_with("{?") || text.starts_with("{!")) {
+            const bool when_set = text[1] == '?';
             auto close = text.find('}');
             if (close == std::string::npos) {
-                return fail(ErrorCode::config, "unterminated '{?' in argument '" + arg + "'");
+                return fail(ErrorCode::config, fmt::format("unterminated '{}' in argument '{}'",
+                                                           text.substr(0, 2), arg));
             }
             const std::string condition = text.substr(2, close - 2);
             text = text.substr(close + 1);
-            auto eq = condition.find('=');
-            const std::string name = condition.substr(0, eq);
-            if (!has_param(ctx.params, name)) continue;
-            if (eq != std::string::npos && param_text(ctx.params[name]) != condition.substr(eq + 1))
-                continue;
+            if (!when_set) {
+                if (has_param(ctx.params, condition)) continue;
+            } else {
+                auto eq = condition.find('=');
+                const std::string name = condition.substr(0, eq);
+                if (!has_param(ctx.params, name)) continue;
+                if (eq != std::string::npos &&
+                    param_text(ctx.params[name]) != condition.substr(eq + 1))
+                    continue;
+            }
         }
         auto expanded = substitute(text, ctx);
         if (!expanded) return std::unexpected(expanded.error());

@@ -11,6 +11,7 @@
 //                      (needs_duration() tells the worker to probe it first)
 //   {?NAME}rest        "rest" (expanded) only when param NAME has a value, else no argument
 //   {?NAME=VALUE}rest  "rest" only when param NAME equals VALUE
+//   {!NAME}rest        "rest" only when param NAME has no value
 
 #include <filesystem>
 #include <string>

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <tuple>
 
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/jobs.hpp"
@@ -101,6 +102,28 @@ TEST_F(Worker, VideoTranscodeToMp4ScalesToTheRequestedHeightWithFaststart) {
     std::ifstream in(file, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     EXPECT_LT(bytes.find("moov"), bytes.find("mdat"));
+}
+
+// H.264 in yuv420p needs even dimensions: an odd-sized source and an odd height param are rounded
+// down to even instead of failing the job ("width not divisible by 2").
+TEST_F(Worker, VideoTranscodeToMp4RoundsOddDimensionsDownToEven) {
+    const auto odd_source = create({{"type", "video.transcode"},
+                                    {"params", R"({"format":"mp4"})"},
+                                    {"file", "", media::odd_sized_video()}});
+    const auto odd_height = create({{"type", "video.transcode"},
+                                    {"params", R"({"format":"mp4","height":241})"},
+                                    {"file", "", media::video5s()}});
+    for (const auto& [id, width, height] :
+         {std::tuple{odd_source, 320, 240}, std::tuple{odd_height, 426, 240}}) {
+        auto w = watch_job(client, id);
+        ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+        auto info = probe(download(id, "video.mp4").string());
+        ASSERT_FALSE(info["streams"].empty()) << info.dump();
+        const auto& video = info["streams"][0];
+        EXPECT_EQ(video["codec_name"], "h264") << info.dump();
+        EXPECT_EQ(video["width"], width) << info.dump();
+        EXPECT_EQ(video["height"], height) << info.dump();
+    }
 }
 
 TEST_F(Worker, VideoThumbnailIsOneJpegFrameEvenForAVideoShorterThanTwoSeconds) {

@@ -36,6 +36,18 @@ TEST(ArgumentTemplate, ConditionalArgumentsAppearOnlyWhenTheirParamIsSetOrMatche
     EXPECT_TRUE(without->empty());
 }
 
+TEST(ArgumentTemplate, NegatedConditionalArgumentsAppearOnlyWhenTheirParamIsUnset) {
+    const std::vector<std::string> tmpl = {"-vf", "{?height}scale=-2:{height}",
+                                           "{!height}scale=trunc(iw/2)*2:trunc(ih/2)*2"};
+    auto with = expand_args(tmpl, context({{"height", 480}}));
+    ASSERT_TRUE(with.has_value());
+    EXPECT_EQ(*with, (std::vector<std::string>{"-vf", "scale=-2:480"}));
+    auto without = expand_args(tmpl, context({}));
+    ASSERT_TRUE(without.has_value());
+    EXPECT_EQ(*without, (std::vector<std::string>{"-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2"}));
+    EXPECT_FALSE(expand_args({"{!height"}, context({})).has_value());
+}
+
 TEST(ArgumentTemplate, SeekIsCappedAtHalfTheDuration) {
     auto ctx = context({});
     ctx.duration = 1.0;

@@ -62,6 +62,11 @@ const std::filesystem::path& short_video() {
                                    {"-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p"});
     return p;
 }
+const std::filesystem::path& odd_sized_video() {
+    static const auto p = generate("odd-sized.mp4", {"testsrc=size=321x241:rate=25"},
+                                   {"-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv444p"});
+    return p;
+}
 const std::filesystem::path& big_png() {
     static const auto p =
         generate("big.png", {"testsrc=size=2000x1500:rate=1"}, {"-frames:v", "1"});

@@ -14,9 +14,11 @@ const std::filesystem::path& video5s();  // 5 s 1280x720 H.264 + AAC tone
 // 0 and 100 on a fast machine (a 5 s clip's webm encode took about a second).
 const std::filesystem::path& video20s();
 const std::filesystem::path& short_video();  // 1 s 320x240 H.264
-const std::filesystem::path& big_png();      // 2000x1500 test pattern
-const std::filesystem::path& small_png();    // 400x300 test pattern
-const std::filesystem::path& wav();          // 3 s 440 Hz tone
+// 1 s 321x241 H.264 4:4:4: odd dimensions, which 4:2:0 encoders refuse.
+const std::filesystem::path& odd_sized_video();
+const std::filesystem::path& big_png();    // 2000x1500 test pattern
+const std::filesystem::path& small_png();  // 400x300 test pattern
+const std::filesystem::path& wav();        // 3 s 440 Hz tone
 // 400x300 JPEG whose EXIF says "rotate 90° clockwise to display" (orientation 6).
 const std::filesystem::path& rotated_jpeg();
 
