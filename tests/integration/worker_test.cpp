@@ -194,6 +194,38 @@ TEST_F(Worker, AudioTranscodeGivesMp3AndOpus) {
     }
 }
 
+// libopus refuses 5.1(side) ("Invalid channel layout") and LAME takes two channels at most: the
+// converters downmix to stereo, for audio alone and for a video's sound track.
+TEST_F(Worker, SurroundSoundIsDownmixedToStereoInEveryFormat) {
+    struct Case {
+        std::string type, format, output;
+        const std::filesystem::path* input;
+    };
+    const std::vector<Case> cases = {
+        {"audio.transcode", "mp3", "audio.mp3", &media::surround_wav()},
+        {"audio.transcode", "ogg", "audio.ogg", &media::surround_wav()},
+        {"video.transcode", "webm", "video.webm", &media::surround_video()},
+        {"video.transcode", "mp4", "video.mp4", &media::surround_video()}};
+    std::vector<std::string> ids;
+    for (const auto& c : cases) {
+        ids.push_back(create({{"type", c.type},
+                              {"params", R"({"format":")" + c.format + R"("})"},
+                              {"file", "", *c.input}}));
+    }
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        auto w = watch_job(client, ids[i]);
+        ASSERT_EQ(w.job["status"], "completed") << cases[i].output << " " << w.job.dump();
+        auto info = probe(download(ids[i], cases[i].output).string());
+        int audio_streams = 0;
+        for (const auto& s : info["streams"]) {
+            if (s["codec_type"] != "audio") continue;
+            ++audio_streams;
+            EXPECT_EQ(s["channels"], 2) << cases[i].output << " " << info.dump();
+        }
+        EXPECT_EQ(audio_streams, 1) << cases[i].output << " " << info.dump();
+    }
+}
+
 TEST_F(Worker, ProgressLinesReachTheJobWithTheirStep) {
     const auto id = create_json(R"({"type":"test.sleep","params":{"ms":2500}})");
     auto w = watch_job(client, id);

@@ -29,7 +29,7 @@ Watched watch_job(const Client& client, const std::string& id, std::chrono::mill
 
 nlohmann::json probe(const std::string& path) {
     return nlohmann::json::parse(run_command({"ffprobe", "-v", "error", "-show_entries",
-                                              "stream=codec_name,codec_type,width,height:"
+                                              "stream=codec_name,codec_type,width,height,channels:"
                                               "format=duration,format_name",
                                               "-of", "json", path}));
 }

@@ -83,6 +83,22 @@ const std::filesystem::path& wav() {
     return p;
 }
 
+constexpr const char* surround_pan = "pan=5.1(side)|FL=c0|FR=c0|FC=c0|LFE=c0|SL=c0|SR=c0";
+
+const std::filesystem::path& surround_wav() {
+    static const auto p = generate("surround.wav", {"sine=frequency=440:sample_rate=48000"},
+                                   {"-af", surround_pan, "-t", "2"});
+    return p;
+}
+
+const std::filesystem::path& surround_video() {
+    static const auto p = generate(
+        "surround.mp4", {"testsrc=size=320x240:rate=25", "sine=frequency=440:sample_rate=48000"},
+        {"-filter_complex", std::string("[1:a]") + surround_pan + "[a]", "-map", "0:v", "-map",
+         "[a]", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "ac3"});
+    return p;
+}
+
 const std::filesystem::path& rotated_jpeg() {
     static const auto p = [] {
         auto plain = generate("upright.jpg", {"testsrc=size=400x300:rate=1"}, {"-frames:v", "1"});
