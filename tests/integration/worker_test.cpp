@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <sstream>
 #include <tuple>
 
 #include "tests/integration/support/http_client.hpp"
@@ -163,6 +165,22 @@ TEST_F(Worker, ImageThumbnailsHaveTheReferenceSizesAndNeverUpscale) {
             EXPECT_EQ(info["streams"][0]["width"], size.first) << name;
             EXPECT_EQ(info["streams"][0]["height"], size.second) << name;
         }
+    }
+}
+
+// JPEG has no alpha: a transparent PNG (a logo, a cut-out) is flattened onto white, as users
+// expect, not onto black as vips does by default.
+TEST_F(Worker, ImageThumbnailsOfATransparentImageHaveAWhiteBackground) {
+    const auto id = create({{"type", "image.thumbnails"}, {"file", "", media::transparent_png()}});
+    auto w = watch_job(client, id);
+    ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+    for (const char* name : {"thumbnail.jpg", "medium.jpg", "large.jpg"}) {
+        const auto file = download(id, name);
+        // "R G B" of a pixel; JPEG rounding may move white by a step or two.
+        std::istringstream pixel(run_command({"vips", "getpoint", file.string(), "5", "5"}));
+        int r = 0, g = 0, b = 0;
+        pixel >> r >> g >> b;
+        EXPECT_GE(std::min({r, g, b}), 250) << name << ": " << r << " " << g << " " << b;
     }
 }
 

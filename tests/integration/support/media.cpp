@@ -67,6 +67,11 @@ const std::filesystem::path& odd_sized_video() {
                                    {"-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv444p"});
     return p;
 }
+const std::filesystem::path& transparent_png() {
+    static const auto p = generate("transparent.png", {"color=c=black@0.0:s=300x200,format=rgba"},
+                                   {"-frames:v", "1"});
+    return p;
+}
 const std::filesystem::path& big_png() {
     static const auto p =
         generate("big.png", {"testsrc=size=2000x1500:rate=1"}, {"-frames:v", "1"});

@@ -18,7 +18,9 @@ const std::filesystem::path& short_video();  // 1 s 320x240 H.264
 const std::filesystem::path& odd_sized_video();
 const std::filesystem::path& big_png();    // 2000x1500 test pattern
 const std::filesystem::path& small_png();  // 400x300 test pattern
-const std::filesystem::path& wav();        // 3 s 440 Hz tone
+// 300x200, fully transparent black: flattened onto black it would look black.
+const std::filesystem::path& transparent_png();
+const std::filesystem::path& wav();  // 3 s 440 Hz tone
 // 2 s 440 Hz tone in 5.1(side), the layout libopus refuses.
 const std::filesystem::path& surround_wav();
 // 2 s 320x240 H.264 with AC-3 5.1(side) audio, as in many films.
