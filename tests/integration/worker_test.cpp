@@ -212,6 +212,21 @@ TEST_F(Worker, AudioTranscodeGivesMp3AndOpus) {
     }
 }
 
+// A voice note recorded in a browser is an audio-only WebM, which libmagic types video/webm; the
+// sound track of a real video is taken the same way.
+TEST_F(Worker, AudioTranscodeTakesAVoiceNoteInWebmAndTheSoundOfAVideo) {
+    for (const auto* input : {&media::voice_webm(), &media::video5s()}) {
+        const auto id = create({{"type", "audio.transcode"}, {"file", "", *input}});
+        auto w = watch_job(client, id);
+        ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+        auto info = probe(download(id, "audio.mp3").string());
+        ASSERT_EQ(info["streams"].size(), 1u) << info.dump();
+        EXPECT_EQ(info["streams"][0]["codec_name"], "mp3") << info.dump();
+        const double seconds = input == &media::voice_webm() ? 2.0 : 5.0;
+        EXPECT_NEAR(std::stod(info["format"]["duration"].get<std::string>()), seconds, 0.2);
+    }
+}
+
 // libopus refuses 5.1(side) ("Invalid channel layout") and LAME takes two channels at most: the
 // converters downmix to stereo, for audio alone and for a video's sound track.
 TEST_F(Worker, SurroundSoundIsDownmixedToStereoInEveryFormat) {

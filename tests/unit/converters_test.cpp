@@ -169,6 +169,8 @@ TEST(ShippedConverters, ImageThumbnailsAcceptsJpegPngWebpUpTo50MiB) {
 TEST(ShippedConverters, AudioTranscodeOffersMp3AndOgg) {
     const Definition def = shipped("audio.transcode");
     EXPECT_TRUE(def.accepts_mime("audio/ogg"));
+    EXPECT_TRUE(def.accepts_mime("video/webm"));  // an audio-only WebM, as libmagic types it
+    EXPECT_FALSE(def.accepts_mime("image/png"));
     EXPECT_EQ(def.param("format")->values, (std::vector<std::string>{"mp3", "ogg"}));
 }
 

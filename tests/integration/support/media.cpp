@@ -96,6 +96,12 @@ const std::filesystem::path& surround_wav() {
     return p;
 }
 
+const std::filesystem::path& voice_webm() {
+    static const auto p = generate("voice.webm", {"sine=frequency=440:sample_rate=48000"},
+                                   {"-t", "2", "-c:a", "libopus"});
+    return p;
+}
+
 const std::filesystem::path& surround_video() {
     static const auto p = generate(
         "surround.mp4", {"testsrc=size=320x240:rate=25", "sine=frequency=440:sample_rate=48000"},

@@ -23,6 +23,8 @@ const std::filesystem::path& transparent_png();
 const std::filesystem::path& wav();  // 3 s 440 Hz tone
 // 2 s 440 Hz tone in 5.1(side), the layout libopus refuses.
 const std::filesystem::path& surround_wav();
+// 2 s Opus in WebM without video, as browsers record voice notes (libmagic: video/webm).
+const std::filesystem::path& voice_webm();
 // 2 s 320x240 H.264 with AC-3 5.1(side) audio, as in many films.
 const std::filesystem::path& surround_video();
 // 400x300 JPEG whose EXIF says "rotate 90° clockwise to display" (orientation 6).
