@@ -146,11 +146,14 @@ TEST_F(Worker, ImageThumbnailsHaveTheReferenceSizesAndNeverUpscale) {
         std::filesystem::path image;
         std::map<std::string, std::pair<int, int>> sizes;
     };
+    const std::map<std::string, std::pair<int, int>> small_sizes = {
+        {"thumbnail.jpg", {150, 150}}, {"medium.jpg", {400, 300}}, {"large.jpg", {400, 300}}};
     const std::vector<Case> cases = {
         {media::big_png(),
          {{"thumbnail.jpg", {150, 150}}, {"medium.jpg", {800, 600}}, {"large.jpg", {1440, 1080}}}},
-        {media::small_png(),
-         {{"thumbnail.jpg", {150, 150}}, {"medium.jpg", {400, 300}}, {"large.jpg", {400, 300}}}},
+        {media::small_png(), small_sizes},
+        {media::heic(), small_sizes},  // iPhone photos
+        {media::avif(), small_sizes},
     };
     for (const auto& c : cases) {
         SCOPED_TRACE(c.image.string());

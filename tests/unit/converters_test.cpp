@@ -154,7 +154,8 @@ TEST(ShippedConverters, VideoTranscodeHasFormatEnumAndOptionalHeight) {
 
 TEST(ShippedConverters, ImageThumbnailsAcceptsJpegPngWebpUpTo50MiB) {
     const Definition def = shipped("image.thumbnails");
-    EXPECT_EQ(def.accepts, (std::vector<std::string>{"image/jpeg", "image/png", "image/webp"}));
+    EXPECT_EQ(def.accepts, (std::vector<std::string>{"image/jpeg", "image/png", "image/webp",
+                                                     "image/heic", "image/heif", "image/avif"}));
     EXPECT_EQ(def.max_upload_bytes, 50u * 1024 * 1024);
     EXPECT_FALSE(def.accepts_mime("image/gif"));
     EXPECT_EQ(def.run.outputs,

@@ -67,6 +67,23 @@ const std::filesystem::path& odd_sized_video() {
                                    {"-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv444p"});
     return p;
 }
+const std::filesystem::path& heic() {
+    static const auto p = [] {
+        const auto out = scratch_dir() / "pattern.heic";
+        run_command({"vips", "heifsave", small_png().string(), out.string()});
+        return out;
+    }();
+    return p;
+}
+const std::filesystem::path& avif() {
+    static const auto p = [] {
+        const auto out = scratch_dir() / "pattern.avif";
+        run_command(
+            {"vips", "heifsave", small_png().string(), out.string(), "--compression", "av1"});
+        return out;
+    }();
+    return p;
+}
 const std::filesystem::path& transparent_png() {
     static const auto p = generate("transparent.png", {"color=c=black@0.0:s=300x200,format=rgba"},
                                    {"-frames:v", "1"});

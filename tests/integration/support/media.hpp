@@ -18,6 +18,9 @@ const std::filesystem::path& short_video();  // 1 s 320x240 H.264
 const std::filesystem::path& odd_sized_video();
 const std::filesystem::path& big_png();    // 2000x1500 test pattern
 const std::filesystem::path& small_png();  // 400x300 test pattern
+// small_png() as HEIC (how iPhones store photos) and as AVIF, written by vips.
+const std::filesystem::path& heic();
+const std::filesystem::path& avif();
 // 300x200, fully transparent black: flattened onto black it would look black.
 const std::filesystem::path& transparent_png();
 const std::filesystem::path& wav();  // 3 s 440 Hz tone
