@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -178,6 +179,17 @@ class Attempt {
     }
 
   private:
+    // The end of a step's output for the job's error, which the job's client reads: paths under
+    // the storage root are shown relative to it, so errors do not reveal the server's layout.
+    std::string error_tail(const std::string& output) const {
+        std::string text = tail(output, max_error_tail);
+        const std::string root = storage_.root().string() + "/";
+        for (auto at = text.find(root); at != std::string::npos; at = text.find(root, at)) {
+            text.erase(at, root.size());
+        }
+        return text;
+    }
+
     // Reads the image's declared size from its header (no decoding) and refuses images above
     // max_pixels: a permanent failure, since the same file fails every time.
     Result<> check_pixels(const fs::path& input) {
@@ -200,8 +212,7 @@ class Attempt {
             if (!outcome) return std::unexpected(outcome.error());
             if (!outcome->succeeded() || size[i] == 0) {
                 return fail(ErrorCode::invalid_request,
-                            "the input is not a readable image: " +
-                                tail(outcome->log_tail, max_error_tail));
+                            "the input is not a readable image: " + error_tail(outcome->log_tail));
             }
         }
         const std::uint64_t pixels = size[0] * size[1];
@@ -269,9 +280,17 @@ class Attempt {
         std::string reason = outcome->timed_out
                                  ? fmt::format("timed out after {} s", def_.timeout.count())
                                  : outcome->describe();
-        return fail(ErrorCode::internal,
-                    fmt::format("{}: {} {}\n{}", step.name, step.program, reason,
-                                tail(outcome->log_tail, max_error_tail)));
+        // invalid_request: the input itself cannot be converted, so the job fails at once.
+        const bool permanent =
+            !outcome->stopped && !outcome->timed_out &&
+            std::any_of(def_.run.permanent_errors.begin(), def_.run.permanent_errors.end(),
+                        [&](const std::string& text) {
+                            return outcome->log_tail.find(text) != std::string::npos;
+                        });
+        return fail(permanent ? ErrorCode::invalid_request : ErrorCode::internal,
+                    fmt::format("{}: {} {}{}\n{}", step.name, step.program, reason,
+                                permanent ? " (not retried: the input cannot be converted)" : "",
+                                error_tail(outcome->log_tail)));
     }
 
     // Moves the outputs into a staging area for results/{job}/ and describes them; a missing or
@@ -372,7 +391,8 @@ jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& runn
     } else {
         outcome.kind = jobs::Outcome::Kind::failed;
         outcome.error = result.error().describe();
-        // A broken definition or a converter this worker lacks cannot heal by retrying here.
+        // A broken definition, a converter this worker lacks or an input the converter cannot
+        // convert (a permanent_errors match, too many pixels) cannot heal by retrying.
         outcome.permanent = result.error().code == ErrorCode::config ||
                             result.error().code == ErrorCode::invalid_request;
         outcome.retry_delay =

@@ -24,6 +24,7 @@
 //   args = ["-i", "{input}", ...]      # strings; {placeholders} are expanded by the worker
 //   outputs = ["video.{format}"]       # single path components, no leading '.'
 //   progress = "ffmpeg"                # none (default) | ffmpeg | lines
+//   permanent_errors = ["..."]         # output texts that make a failure permanent (<= 32)
 //
 // Every table is closed: an unknown key is an error, so a typo never silently becomes a default.
 
@@ -48,6 +49,9 @@ namespace {
 
 constexpr std::size_t max_definition_file_bytes = 1 << 20;
 constexpr std::uint32_t max_files_limit = 64;
+constexpr std::size_t max_permanent_errors = 32;
+// Matched in the last 4 KiB of output, so a longer text could never match.
+constexpr std::size_t max_permanent_error_bytes = 256;
 
 ParamSpec parse_param(const std::string& file, std::string_view name, const toml::node& node) {
     const std::string prefix = fmt::format("params.{}", name);
@@ -126,7 +130,8 @@ ParamSpec parse_param(const std::string& file, std::string_view name, const toml
 }
 
 RunSpec parse_run(const TableReader& r) {
-    r.reject_unknown_keys({"program", "builtin", "args", "outputs", "progress", "steps"});
+    r.reject_unknown_keys(
+        {"program", "builtin", "args", "outputs", "progress", "steps", "permanent_errors"});
     RunSpec run;
     run.program = r.string("program").value_or("");
     run.builtin = r.string("builtin").value_or("");
@@ -174,6 +179,17 @@ RunSpec parse_run(const TableReader& r) {
     run.progress = r.string("progress").value_or("none");
     if (run.progress != "none" && run.progress != "ffmpeg" && run.progress != "lines") {
         r.fail_at("progress", fmt::format("'{}' is not one of none, ffmpeg, lines", run.progress));
+    }
+    run.permanent_errors = r.strings("permanent_errors");
+    if (run.permanent_errors.size() > max_permanent_errors) {
+        r.fail_at("permanent_errors", fmt::format("at most {} entries", max_permanent_errors));
+    }
+    for (std::size_t i = 0; i < run.permanent_errors.size(); ++i) {
+        const std::size_t size = run.permanent_errors[i].size();
+        if (size == 0 || size > max_permanent_error_bytes) {
+            r.fail_at(fmt::format("permanent_errors[{}]", i),
+                      fmt::format("must be 1 to {} bytes", max_permanent_error_bytes));
+        }
     }
     if (!run.program.empty()) run.steps.push_back(RunStep{"convert", run.program, run.args});
     return run;

@@ -46,6 +46,9 @@ struct RunSpec {
     std::vector<std::string> args;  // argument template, {placeholders} expanded by the worker
     std::vector<std::string> outputs;
     std::string progress = "none";  // "none", "ffmpeg", "lines"
+    // Text in a failed step's output (its last 4 KiB) that means another attempt cannot succeed,
+    // e.g. ffmpeg's "Invalid data found when processing input": the job fails at once.
+    std::vector<std::string> permanent_errors;
 };
 
 struct Definition {

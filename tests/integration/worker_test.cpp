@@ -230,6 +230,35 @@ TEST_F(Worker, AudioTranscodeTakesAVoiceNoteInWebmAndTheSoundOfAVideo) {
     }
 }
 
+// An input ffmpeg can make nothing of fails at once (the definition's permanent_errors), with
+// ffmpeg's own reason and without the server's storage paths.
+TEST_F(Worker, AnInputTheConverterCannotUseFailsAtOnceWithItsReason) {
+    const auto truncated = scratch_dir() / "truncated.mp4";  // ftyp, so typed video/mp4; no moov
+    {
+        std::ifstream in(media::video5s(), std::ios::binary);
+        std::string head(4096, '\0');
+        in.read(head.data(), static_cast<std::streamsize>(head.size()));
+        std::ofstream(truncated, std::ios::binary) << head;
+    }
+    struct Case {
+        const std::filesystem::path* input;
+        std::string reason;
+    };
+    const std::vector<Case> cases = {{&truncated, "Invalid data found when processing input"},
+                                     {&media::voice_webm(), "matches no streams"}};  // no video
+    const std::string storage = stack.config.storage_root.string();
+    for (const auto& c : cases) {
+        const auto id = create({{"type", "video.transcode"}, {"file", "", *c.input}});
+        auto w = watch_job(client, id);
+        ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
+        EXPECT_EQ(w.job["attempts"], 1) << w.job.dump();
+        const std::string error = w.job["error"];
+        EXPECT_NE(error.find(c.reason), std::string::npos) << error;
+        EXPECT_NE(error.find("not retried"), std::string::npos) << error;
+        EXPECT_EQ(error.find(storage), std::string::npos) << error;
+    }
+}
+
 // libopus refuses 5.1(side) ("Invalid channel layout") and LAME takes two channels at most: the
 // converters downmix to stereo, for audio alone and for a video's sound track.
 TEST_F(Worker, SurroundSoundIsDownmixedToStereoInEveryFormat) {

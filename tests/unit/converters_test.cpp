@@ -528,6 +528,22 @@ TEST_F(DefinitionFiles, UnknownProgressIsRejected) {
     }
 }
 
+TEST_F(DefinitionFiles, PermanentErrorsAreBoundedNonEmptyTexts) {
+    auto def = load_minimal_with(
+        "[run]\nprogram = \"a\"\npermanent_errors = [\"Invalid data\", \"no streams\"]\n");
+    ASSERT_TRUE(def.has_value()) << def.error().message;
+    EXPECT_EQ(def->run.permanent_errors, (std::vector<std::string>{"Invalid data", "no streams"}));
+    EXPECT_TRUE(load_minimal_with("[run]\nprogram = \"a\"\n")->run.permanent_errors.empty());
+    EXPECT_CONFIG_ERROR(load_minimal_with("[run]\nprogram = \"a\"\npermanent_errors = [\"\"]\n"),
+                        "run.permanent_errors[0]:", "1 to 256 bytes");
+    EXPECT_CONFIG_ERROR(load_minimal_with("[run]\nprogram = \"a\"\npermanent_errors = [\"" +
+                                          std::string(257, 'x') + "\"]\n"),
+                        "run.permanent_errors[0]:");
+    std::string many = "[run]\nprogram = \"a\"\npermanent_errors = [";
+    for (int i = 0; i < 33; ++i) many += "\"e\",";
+    EXPECT_CONFIG_ERROR(load_minimal_with(many + "]\n"), "run.permanent_errors:", "at most 32");
+}
+
 TEST_F(DefinitionFiles, UnknownKeyInRunIsRejected) {
     EXPECT_CONFIG_ERROR(load_minimal_with("[run]\nprogram = \"a\"\narguments = []\n"),
                         "run.arguments: unknown key");
