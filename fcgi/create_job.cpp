@@ -43,8 +43,10 @@ class UploadCollector final : public http::MultipartHandler {
         : ctx_(ctx), staging_(staging), max_field_(ctx.app.config.api.max_field_bytes) {}
 
     Result<> on_part_begin(const http::PartHeaders& headers) override {
-        if (headers.filename) return begin_file(headers);
+        // type, params and priority are fields even when sent as a file (curl -F params=@p.json);
+        // any other part with a file name is an upload.
         current_field_ = field_slot(headers.name);
+        if (current_field_ == nullptr && headers.filename) return begin_file(headers);
         if (current_field_ == nullptr) {
             return fail(ErrorCode::invalid_request,
                         "unknown form field '" + headers.name.substr(0, 64) +

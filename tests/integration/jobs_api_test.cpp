@@ -79,6 +79,20 @@ TEST_F(JobsApi, UploadCreatesAPendingJobWithItsSourceRecorded) {
     EXPECT_EQ(again.json()["sources"], job["sources"]);
 }
 
+// curl -F params=@params.json sends the field as a file part: it is still the params field, not an
+// upload.
+TEST_F(JobsApi, ParamsSentAsAFilePartAreStillTheParamsField) {
+    const auto params = scratch_dir() / "params.json";
+    std::ofstream(params) << R"({"quality": 60})";
+    auto r = client.post_multipart("/api/v1/jobs", {{"type", "image.thumbnails"},
+                                                    {"params", "", params, "params.json"},
+                                                    {"file", "", media::png(), "holiday.png"}});
+    ASSERT_EQ(r.status, 201) << r.body;
+    EXPECT_EQ(r.json()["params"], nlohmann::json({{"quality", 60}}));
+    ASSERT_EQ(r.json()["sources"].size(), 1u) << r.body;
+    EXPECT_EQ(r.json()["sources"][0]["name"], "holiday.png");
+}
+
 TEST_F(JobsApi, DownloadThroughXAccelRedirectIsByteIdenticalToTheUpload) {
     auto r = client.post_multipart("/api/v1/jobs",
                                    {{"type", "video.transcode"}, {"file", "", media::mp4()}});
