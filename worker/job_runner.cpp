@@ -1,5 +1,6 @@
 #include "worker/job_runner.hpp"
 
+#include <signal.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -242,7 +243,8 @@ class Attempt {
         spec.workdir = workdir_;
         spec.env = child_environment(workdir_);
         spec.limits.address_space_bytes = limits_.address_space_bytes;
-        spec.limits.file_size_bytes = limits_.max_output_bytes;
+        spec.limits.file_size_bytes =
+            std::min(limits_.max_output_bytes, def_.max_output_bytes.value_or(UINT64_MAX));
         spec.limits.open_files = limits_.open_files;
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
@@ -277,20 +279,39 @@ class Attempt {
                                                          step.program, outcome.error().describe()));
         }
         if (outcome->succeeded()) return check_space_after_step(workdir_, step.name);
-        std::string reason = outcome->timed_out
-                                 ? fmt::format("timed out after {} s", def_.timeout.count())
-                                 : outcome->describe();
+        const auto [reason, permanent] = judge_failure(*outcome, spec.limits);
         // invalid_request: the input itself cannot be converted, so the job fails at once.
-        const bool permanent =
-            !outcome->stopped && !outcome->timed_out &&
-            std::any_of(def_.run.permanent_errors.begin(), def_.run.permanent_errors.end(),
-                        [&](const std::string& text) {
-                            return outcome->log_tail.find(text) != std::string::npos;
-                        });
         return fail(permanent ? ErrorCode::invalid_request : ErrorCode::internal,
                     fmt::format("{}: {} {}{}\n{}", step.name, step.program, reason,
                                 permanent ? " (not retried: the input cannot be converted)" : "",
                                 error_tail(outcome->log_tail)));
+    }
+
+    // Why a step failed, in the job's words, and whether another attempt is pointless: an output
+    // over the size limit, or output text the definition lists in permanent_errors, comes back
+    // the same from the same input.
+    std::pair<std::string, bool> judge_failure(const process::ChildOutcome& outcome,
+                                               const process::Limits& limits) const {
+        if (outcome.timed_out) {
+            return {fmt::format("timed out after {} s", def_.timeout.count()), false};
+        }
+        // The kernel enforces these limits with a signal; name the limit instead.
+        if (outcome.term_signal == SIGXFSZ && limits.file_size_bytes) {
+            return {fmt::format("was stopped writing a file larger than the limit of {} bytes",
+                                *limits.file_size_bytes),
+                    true};
+        }
+        if (outcome.term_signal == SIGXCPU && limits.cpu_seconds) {
+            return {fmt::format("used more than its CPU time limit of {} s", *limits.cpu_seconds),
+                    false};
+        }
+        const bool listed =
+            !outcome.stopped &&
+            std::any_of(def_.run.permanent_errors.begin(), def_.run.permanent_errors.end(),
+                        [&](const std::string& text) {
+                            return outcome.log_tail.find(text) != std::string::npos;
+                        });
+        return {outcome.describe(), listed};
     }
 
     // Moves the outputs into a staging area for results/{job}/ and describes them; a missing or

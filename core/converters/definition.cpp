@@ -8,6 +8,7 @@
 //   max_files = 1                      # 0..64, default 1 (0: the converter takes no upload)
 //   timeout_seconds = 3600             # 1..86400, default 600
 //   max_attempts = 3                   # 1..100, default 3
+//   max_output_bytes = 67108864        # 1..2^43, the largest file a step may write
 //
 //   [params.<name>]                    # [a-z][a-z0-9_]{0,31}, at most 32 params
 //   type = "enum"                      # enum | integer | boolean
@@ -198,8 +199,8 @@ RunSpec parse_run(const TableReader& r) {
 Definition parse_definition(const std::string& file, const toml::table& doc) {
     const TableReader r(file, doc, "");
     r.reject_unknown_keys({"name", "description", "accepts", "max_upload_bytes", "min_files",
-                           "max_files", "timeout_seconds", "max_attempts", "max_pixels", "params",
-                           "run"});
+                           "max_files", "timeout_seconds", "max_attempts", "max_pixels",
+                           "max_output_bytes", "params", "run"});
 
     Definition def;
     def.name = r.required_string("name");
@@ -244,6 +245,10 @@ Definition parse_definition(const std::string& file, const toml::table& doc) {
 
     def.timeout = std::chrono::seconds(r.integer_in("timeout_seconds", 600, 1, 86400));
     def.max_attempts = static_cast<std::uint32_t>(r.integer_in("max_attempts", 3, 1, 100));
+    if (r.has("max_output_bytes")) {
+        def.max_output_bytes = static_cast<std::uint64_t>(
+            r.integer_in("max_output_bytes", 0, 1, std::int64_t{1} << 43));
+    }
     if (r.has("max_pixels")) {
         def.max_pixels =
             static_cast<std::uint64_t>(r.integer_in("max_pixels", 0, 1, std::int64_t{1} << 40));

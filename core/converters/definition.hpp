@@ -64,6 +64,8 @@ struct Definition {
     // Images: width x height above this fail the job before any decoding (image bombs: a small
     // file declaring a huge canvas). Read from the header with vipsheader.
     std::optional<std::uint64_t> max_pixels;
+    // The largest file a step may write (RLIMIT_FSIZE); unset: the worker's own limit (8 GiB).
+    std::optional<std::uint64_t> max_output_bytes;
     RunSpec run;
     std::filesystem::path source;  // the file it was read from
 

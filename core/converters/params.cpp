@@ -155,6 +155,7 @@ nlohmann::json to_public_json(const Definition& def) {
         {"params", std::move(params)},
     };
     if (def.max_pixels) out["max_pixels"] = *def.max_pixels;
+    if (def.max_output_bytes) out["max_output_bytes"] = *def.max_output_bytes;
     return out;
 }
 

@@ -327,6 +327,22 @@ TEST_F(Worker, AConverterThatWritesNoOutputFails) {
         << w.job.dump();
 }
 
+// max_output_bytes: the kernel stops a step that writes past it (SIGXFSZ); the job says which
+// limit and is not retried, since the same input would do it again. Under the limit it completes.
+TEST_F(Worker, AnOutputOverTheConvertersSizeLimitFailsAtOnceNamingTheLimit) {
+    const auto over = create_json(R"({"type":"test.toobig","params":{"blocks":32}})");
+    const auto under = create_json(R"({"type":"test.toobig","params":{"blocks":8}})");
+    auto w = watch_job(client, over);
+    ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
+    EXPECT_EQ(w.job["attempts"], 1) << w.job.dump();
+    const std::string error = w.job["error"];
+    EXPECT_NE(error.find("larger than the limit of 1048576 bytes"), std::string::npos) << error;
+    EXPECT_NE(error.find("not retried"), std::string::npos) << error;
+    auto fits = watch_job(client, under);
+    ASSERT_EQ(fits.job["status"], "completed") << fits.job.dump();
+    EXPECT_EQ(fits.job["results"][0]["size"], 8 * 65536);
+}
+
 TEST_F(Worker, ABuiltinAndASpawnedProgramBothComplete) {
     for (const char* type : {"test.noop", "test.true"}) {
         auto w = watch_job(client, create_json(std::string(R"({"type":")") + type + R"("})"));

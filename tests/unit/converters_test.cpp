@@ -39,6 +39,7 @@ min_files = 1            # 0 for converters that take no upload
 max_files = 1
 timeout_seconds = 3600
 max_attempts = 3
+max_output_bytes = 17179869184  # the largest file a step may write (16 GiB)
 
 [params.format]
 type = "enum"            # enum | integer | boolean
@@ -207,6 +208,7 @@ TEST_F(DefinitionFiles, DocumentedExampleLoadsWithEveryField) {
     EXPECT_EQ(def->max_upload_bytes, 4294967296u);
     EXPECT_EQ(def->timeout, std::chrono::seconds(3600));
     EXPECT_EQ(def->max_attempts, 3u);
+    EXPECT_EQ(def->max_output_bytes, 17179869184u);
     ASSERT_EQ(def->params.size(), 2u);
     EXPECT_EQ(def->param("format")->description, "container and codecs");
     EXPECT_EQ(def->run.args,
@@ -396,6 +398,14 @@ TEST_F(DefinitionFiles, TimeoutOutsideOneSecondToOneDayIsRejected) {
     EXPECT_CONFIG_ERROR(load_minimal_with("timeout_seconds = 1.5\n"),
                         "timeout_seconds:", "not a float");
     EXPECT_TRUE(load_minimal_with("timeout_seconds = 86400\n").has_value());
+}
+
+TEST_F(DefinitionFiles, MaxOutputBytesIsOptionalAndBounded) {
+    EXPECT_FALSE(load_minimal_with("")->max_output_bytes.has_value());
+    EXPECT_EQ(load_minimal_with("max_output_bytes = 1\n")->max_output_bytes, 1u);
+    EXPECT_CONFIG_ERROR(load_minimal_with("max_output_bytes = 0\n"), "max_output_bytes:");
+    EXPECT_CONFIG_ERROR(load_minimal_with("max_output_bytes = 8796093022209\n"),
+                        "max_output_bytes:");
 }
 
 TEST_F(DefinitionFiles, MaxAttemptsOutsideOneToHundredIsRejected) {
@@ -872,6 +882,8 @@ TEST(PublicJson, DescribesLimitsAndParamsWithoutTheRunSection) {
     EXPECT_EQ(j["max_files"], 1);
     EXPECT_EQ(j["timeout_seconds"], 3600);
     EXPECT_EQ(j["max_attempts"], 3);
+    EXPECT_FALSE(j.contains("max_output_bytes"));  // unset: the worker's own limit
+    EXPECT_EQ(to_public_json(shipped("image.thumbnails"))["max_output_bytes"], 67108864);
     EXPECT_FALSE(j.contains("run"));
     EXPECT_FALSE(j.contains("source"));
     EXPECT_EQ(j.dump().find("ffmpeg"), std::string::npos);
