@@ -80,9 +80,15 @@ int main(int argc, char** argv) {
                                  {"threads", config->api.threads},
                                  {"converters", app.converters.size()}});
     util::notify("READY=1");
+    auto magic_database = magic::Database::load();
+    if (!magic_database) {
+        log::error("cannot load the magic database",
+                   {{"error", magic_database.error().describe()}});
+        return 2;
+    }
     auto ran =
         (*server)->run(config->api.threads, [&]() -> Result<std::unique_ptr<http::ThreadHandler>> {
-            auto magic = magic::Detector::open();
+            auto magic = magic::Detector::open(*magic_database);
             if (!magic) return std::unexpected(magic.error());
             return std::make_unique<api::ApiHandler>(app, std::move(*magic));
         });

@@ -114,9 +114,11 @@ Result<> Worker::run() {
     if (auto r = storage_.ensure_layout(); !r) return r;
 
     // Every slot's detector is opened up front so a missing magic database fails start-up.
+    auto magic_database = magic::Database::load();
+    if (!magic_database) return std::unexpected(magic_database.error());
     std::vector<std::unique_ptr<magic::Detector>> detectors;
     for (unsigned i = 0; i < config_.worker.slots; ++i) {
-        auto d = magic::Detector::open();
+        auto d = magic::Detector::open(*magic_database);
         if (!d) return std::unexpected(d.error());
         detectors.push_back(std::move(*d));
     }
