@@ -101,6 +101,11 @@ Result<std::vector<std::string>> expand_args(const std::vector<std::string>& arg
             const std::string condition = text.substr(2, close - 2);
             text = text.substr(close + 1);
             if (!when_set) {
+                if (condition.find('=') != std::string::npos) {
+                    return fail(
+                        ErrorCode::config,
+                        "'{!...}' takes a param name only, not a value, in argument '" + arg + "'");
+                }
                 if (has_param(ctx.params, condition)) continue;
             } else {
                 auto eq = condition.find('=');

@@ -46,6 +46,10 @@ TEST(ArgumentTemplate, NegatedConditionalArgumentsAppearOnlyWhenTheirParamIsUnse
     ASSERT_TRUE(without.has_value());
     EXPECT_EQ(*without, (std::vector<std::string>{"-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2"}));
     EXPECT_FALSE(expand_args({"{!height"}, context({})).has_value());
+    // No "not equal" form: {!NAME=VALUE} would otherwise always appear.
+    auto not_equal = expand_args({"{!format=mp4}-x"}, context({{"format", "mp4"}}));
+    ASSERT_FALSE(not_equal.has_value());
+    EXPECT_EQ(not_equal.error().code, ErrorCode::config);
 }
 
 TEST(ArgumentTemplate, SeekIsCappedAtHalfTheDuration) {
