@@ -11,11 +11,12 @@
 namespace kiln::magic {
 namespace {
 
-// The PNG signature and the start of an IHDR chunk: enough for libmagic.
-const std::string png_head =
-    std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10\0\0\0\x10\x08\x02\0\0\0", 33);
-const std::string jpeg_head =
-    std::string("\xFF\xD8\xFF\xE0\0\x10JFIF\0\x01\x01\0\0\x01\0\x01\0\0", 20);
+// The PNG signature and the start of an IHDR chunk: enough for libmagic. Sized from the arrays,
+// since both hold NUL bytes.
+constexpr char png_bytes[] = "\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10\0\0\0\x10\x08\x02\0\0\0";
+constexpr char jpeg_bytes[] = "\xFF\xD8\xFF\xE0\0\x10JFIF\0\x01\x01\0\0\x01\0\x01\0\0";
+const std::string png_head(png_bytes, sizeof png_bytes - 1);
+const std::string jpeg_head(jpeg_bytes, sizeof jpeg_bytes - 1);
 
 std::shared_ptr<const Database> database() {
     auto db = Database::load();
