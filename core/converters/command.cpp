@@ -100,21 +100,18 @@ Result<std::vector<std::string>> expand_args(const std::vector<std::string>& arg
             }
             const std::string condition = text.substr(2, close - 2);
             text = text.substr(close + 1);
-            if (!when_set) {
-                if (condition.find('=') != std::string::npos) {
-                    return fail(
-                        ErrorCode::config,
-                        "'{!...}' takes a param name only, not a value, in argument '" + arg + "'");
-                }
-                if (has_param(ctx.params, condition)) continue;
-            } else {
-                auto eq = condition.find('=');
-                const std::string name = condition.substr(0, eq);
-                if (!has_param(ctx.params, name)) continue;
-                if (eq != std::string::npos &&
-                    param_text(ctx.params[name]) != condition.substr(eq + 1))
-                    continue;
+            const auto eq = condition.find('=');
+            if (!when_set && eq != std::string::npos) {
+                return fail(
+                    ErrorCode::config,
+                    "'{!...}' takes a param name only, not a value, in argument '" + arg + "'");
             }
+            // {?NAME} / {?NAME=VALUE} keep the argument when this holds, {!NAME} when it does not.
+            const std::string name = condition.substr(0, eq);
+            const bool holds = has_param(ctx.params, name) &&
+                               (eq == std::string::npos ||
+                                param_text(ctx.params[name]) == condition.substr(eq + 1));
+            if (holds != when_set) continue;
         }
         auto expanded = substitute(text, ctx);
         if (!expanded) return std::unexpected(expanded.error());
