@@ -37,11 +37,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string read_all(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // ---- Raw HTTP ---------------------------------------------------------------------------------
 
 // A response read off the socket by hand; status 0 when none came.
@@ -420,7 +415,7 @@ class Hostile : public ::testing::Test {
 // CONTENT_LENGTH and drops its staging directory.
 TEST_F(Hostile, TruncatedBodiesLeaveNoRowAndNoFile) {
     constexpr std::size_t block = 256 * 1024;
-    const std::string png = read_all(media::png());
+    const std::string png = read_file(media::png());
 
     // Second file's headers end exactly at the first block's end.
     std::string after_headers = field_part("type", "test.noop") +
@@ -482,7 +477,7 @@ TEST_F(Hostile, FileOverTheLimitSentBeforeTheTypeIs413AndLeavesNothing) {
         if (t["name"] == "image.thumbnails") limit = t["max_upload_bytes"];
     }
     ASSERT_GT(limit, 0u);
-    auto big = make_file("before-type.png", read_all(media::png()), limit + 1);
+    auto big = make_file("before-type.png", read_file(media::png()), limit + 1);
     auto r =
         client.post_multipart("/api/v1/jobs", {{"file", "", big}, {"type", "image.thumbnails"}});
     expect_problem(r, 413, "payload_too_large");
@@ -498,7 +493,7 @@ TEST_F(Hostile, StreamFarOverTheLimitGets413BeforeItEnds) {
     const auto before = snapshot();
     const std::string head = field_part("type", "image.thumbnails") +
                              file_part_head("; filename=\"huge.png\"", "image/png") +
-                             read_all(media::png());
+                             read_file(media::png());
     const std::string tail = "\r\n" + closing();
     const std::uint64_t filler = 120ull * 1024 * 1024;
     const auto started = std::chrono::steady_clock::now();
@@ -670,7 +665,7 @@ TEST_F(Hostile, OneMebibyteHeaderLinesAre400Or414FromNginxAnd413InAPart) {
 // filename* (RFC 8187) it decodes to a NUL that the name sanitiser drops: the job is created
 // with a plain stored name and the original kept as metadata, and the JSON says \u0000.
 TEST_F(Hostile, NulInFileNamesIsRefusedRawAndDroppedWhenEncoded) {
-    const std::string png = read_all(media::png());
+    const std::string png = read_file(media::png());
     const auto before = snapshot();
     for (const std::string& disposition :
          {std::string("; filename=\"a\0b.png\"", 20), std::string("; filename=\"\0\"", 14),
@@ -724,7 +719,7 @@ TEST_F(Hostile, NulInFileNamesIsRefusedRawAndDroppedWhenEncoded) {
 // working directories, or /tmp.
 TEST_F(Hostile, TraversalNamesNeverWriteOutsideTheStorageRoot) {
     const std::string marker = "kiln-hostile-" + util::new_job_id();
-    const std::string png = read_all(media::png());
+    const std::string png = read_file(media::png());
     const std::vector<std::pair<std::string, std::string>> cases = {
         {"; filename=\"../../../../../../../../tmp/" + marker + "-a.png\"", marker + "-a.png"},
         {"; filename=\"..\\\\..\\\\..\\\\..\\\\tmp\\\\" + marker + "-b.png\"", marker + "-b.png"},
@@ -812,7 +807,7 @@ TEST_F(Hostile, TraversalNamesNeverWriteOutsideTheStorageRoot) {
 // parser accepts it), the stored name is a sanitised plain component, and original_name is valid
 // UTF-8 too.
 TEST_F(Hostile, NonUtf8FileNamesGiveValidUtf8JsonAndSanitisedNames) {
-    const std::string png = read_all(media::png());
+    const std::string png = read_file(media::png());
     struct Case {
         std::string disposition;
         std::string stored;
@@ -899,7 +894,7 @@ TEST_F(Hostile, PngRenamedMp4IsTypedByItsBytesEitherWay) {
 // (the decoder stops at IEND) or failed with a reason, never hanging; the stored copy is served
 // as image/png with nosniff, so a browser never runs the HTML.
 TEST_F(Hostile, PolyglotPngHtmlZipIsTypedByItsHeadAndNeverHangs) {
-    const std::string png = read_all(media::png());
+    const std::string png = read_file(media::png());
     const std::string html = "<html><body><script>alert(document.domain)</script></body></html>\n";
     const std::string zip = zip_with_one_file(png.size() + html.size(), "payload.sh",
                                               "#!/bin/sh\necho pwned > /tmp/pwned\n");

@@ -4,7 +4,6 @@
 
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include "core/util/crypto.hpp"
 #include "tests/integration/support/http_client.hpp"
@@ -13,13 +12,6 @@
 
 namespace kiln::test {
 namespace {
-
-std::string read_file(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 class JobsApi : public ::testing::Test {
   protected:

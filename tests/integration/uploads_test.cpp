@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <fstream>
 #include <thread>
 
 #include "core/util/crypto.hpp"
@@ -13,11 +12,6 @@
 
 namespace kiln::test {
 namespace {
-
-std::string head_of(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 class Uploads : public ::testing::Test {
   protected:
@@ -32,7 +26,7 @@ TEST_F(Uploads, A300MegabyteUploadKeepsKilnApiUnder64MiBResident) {
 #endif
     constexpr std::uint64_t size = 300ull * 1024 * 1024;
     // A real MP4 followed by zeros: libmagic still sees video/mp4 from the head.
-    auto big = make_file("big.mp4", head_of(media::mp4()), size);
+    auto big = make_file("big.mp4", read_file(media::mp4()), size);
     // Peak RSS is counted from here: earlier tests' requests are not this upload's doing.
     reset_peak_rss(stack.api_pid());
     const auto before = peak_rss_bytes(stack.api_pid());  // what earlier requests left resident
@@ -58,7 +52,7 @@ TEST_F(Uploads, AClientThatDisconnectsMidUploadLeavesNoRowAndNoFile) {
         boundary +
         "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.mp4\"\r\n"
         "Content-Type: video/mp4\r\n\r\n" +
-        head_of(media::mp4());
+        read_file(media::mp4());
     std::string request =
         "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " +
         stack.admin_token + "\r\nContent-Type: multipart/form-data; boundary=" + boundary +

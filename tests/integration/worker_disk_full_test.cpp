@@ -14,7 +14,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include <nlohmann/json.hpp>
 
@@ -141,8 +140,7 @@ TEST_F(WorkerDiskFull, AJobThatFitsOnTheSameSmallDiskCompletes) {
 // The same with the real ffmpeg (5.1 exits 0 after "Error writing trailer ...: No space left on
 // device"): a video upload, then the disk filled to 32 KiB short of full, then the worker.
 TEST_F(WorkerDiskFull, AnFfmpegTranscodeOnAFullDiskFailsInsteadOfPublishingATruncatedVideo) {
-    std::ifstream in(media::video5s(), std::ios::binary);
-    const std::string video{std::istreambuf_iterator<char>(in), {}};
+    const std::string video = read_file(media::video5s());
     const std::string boundary = "kiln-disk-full-test";
     const std::string body = "--" + boundary +
                              "\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"

@@ -101,8 +101,7 @@ TEST_F(Worker, VideoTranscodeToMp4ScalesToTheRequestedHeightWithFaststart) {
     EXPECT_EQ(info["streams"].size(), 2u);
     EXPECT_NEAR(std::stod(info["format"]["duration"].get<std::string>()), 5.0, 0.3);
     // faststart: the index (moov) comes before the media data (mdat).
-    std::ifstream in(file, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string bytes = read_file(file);
     EXPECT_LT(bytes.find("moov"), bytes.find("mdat"));
 }
 
@@ -196,8 +195,7 @@ TEST_F(Worker, ImageThumbnailsApplyTheExifOrientationAndStripMetadata) {
     // 400x300 stored, displayed rotated: 300x400.
     EXPECT_EQ(info["streams"][0]["width"], 300);
     EXPECT_EQ(info["streams"][0]["height"], 400);
-    std::ifstream in(large, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string bytes = read_file(large);
     EXPECT_EQ(bytes.find("Exif"), std::string::npos) << "metadata stripped";
 }
 
@@ -233,13 +231,8 @@ TEST_F(Worker, AudioTranscodeTakesAVoiceNoteInWebmAndTheSoundOfAVideo) {
 // An input ffmpeg can make nothing of fails at once (the definition's permanent_errors), with
 // ffmpeg's own reason and without the server's storage paths.
 TEST_F(Worker, AnInputTheConverterCannotUseFailsAtOnceWithItsReason) {
-    const auto truncated = scratch_dir() / "truncated.mp4";  // ftyp, so typed video/mp4; no moov
-    {
-        std::ifstream in(media::video5s(), std::ios::binary);
-        std::string head(4096, '\0');
-        in.read(head.data(), static_cast<std::streamsize>(head.size()));
-        std::ofstream(truncated, std::ios::binary) << head;
-    }
+    // The first 4 KiB: ftyp, so typed video/mp4, but no moov.
+    const auto truncated = make_file("truncated.mp4", read_file(media::video5s()), 4096);
     struct Case {
         const std::filesystem::path* input;
         std::string reason;

@@ -24,6 +24,23 @@ std::filesystem::path generate(const std::string& name, const std::vector<std::s
     return out;
 }
 
+// `seconds` of 1280x720 H.264 test pattern with an AAC 440 Hz tone.
+std::filesystem::path tone_video(const std::string& name, int seconds) {
+    return generate(name, {"testsrc=size=1280x720:rate=25", "sine=frequency=440:sample_rate=48000"},
+                    {"-t", std::to_string(seconds), "-c:v", "libx264", "-preset", "ultrafast",
+                     "-pix_fmt", "yuv420p", "-c:a", "aac"});
+}
+
+// small_png() written as HEIF by vips, with its extra save options.
+std::filesystem::path heif_of_small_png(const std::string& name,
+                                        const std::vector<std::string>& options) {
+    const auto out = scratch_dir() / name;
+    std::vector<std::string> argv = {"vips", "heifsave", small_png().string(), out.string()};
+    argv.insert(argv.end(), options.begin(), options.end());
+    run_command(argv);
+    return out;
+}
+
 }  // namespace
 
 const std::filesystem::path& png() {
@@ -42,19 +59,11 @@ const std::filesystem::path& mp4() {
     return p;
 }
 const std::filesystem::path& video5s() {
-    static const auto p =
-        generate("five-seconds.mp4",
-                 {"testsrc=size=1280x720:rate=25", "sine=frequency=440:sample_rate=48000"},
-                 {"-t", "5", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                  "-c:a", "aac"});
+    static const auto p = tone_video("five-seconds.mp4", 5);
     return p;
 }
 const std::filesystem::path& video20s() {
-    static const auto p =
-        generate("twenty-seconds.mp4",
-                 {"testsrc=size=1280x720:rate=25", "sine=frequency=440:sample_rate=48000"},
-                 {"-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                  "-c:a", "aac"});
+    static const auto p = tone_video("twenty-seconds.mp4", 20);
     return p;
 }
 const std::filesystem::path& short_video() {
@@ -68,20 +77,11 @@ const std::filesystem::path& odd_sized_video() {
     return p;
 }
 const std::filesystem::path& heic() {
-    static const auto p = [] {
-        const auto out = scratch_dir() / "pattern.heic";
-        run_command({"vips", "heifsave", small_png().string(), out.string()});
-        return out;
-    }();
+    static const auto p = heif_of_small_png("pattern.heic", {});
     return p;
 }
 const std::filesystem::path& avif() {
-    static const auto p = [] {
-        const auto out = scratch_dir() / "pattern.avif";
-        run_command(
-            {"vips", "heifsave", small_png().string(), out.string(), "--compression", "av1"});
-        return out;
-    }();
+    static const auto p = heif_of_small_png("pattern.avif", {"--compression", "av1"});
     return p;
 }
 const std::filesystem::path& transparent_png() {

@@ -65,6 +65,9 @@ std::uint64_t peak_rss_bytes(int pid);
 // Starts a new peak: VmHWM becomes the current RSS (writes 5 to /proc/PID/clear_refs).
 void reset_peak_rss(int pid);
 
+// The whole content of a file; throws when it cannot be read.
+std::string read_file(const std::filesystem::path& path);
+
 // A file of `size` bytes whose first bytes are `head` (the rest zeros), in a temp directory.
 std::filesystem::path make_file(const std::string& name, const std::string& head,
                                 std::uint64_t size);
