@@ -1,25 +1,25 @@
 #include "core/http/fcgi_server.hpp"
 
 #include <fcgiapp.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "core/log.hpp"
 #include "core/util/systemd.hpp"
 
 namespace kiln::http {
 namespace {
-
-// libfcgi's accept is not safe to call concurrently on one socket (upstream's threaded example
-// serialises it the same way).
-std::mutex accept_mutex;
 
 std::string param(FCGX_Request& req, const char* name) {
     const char* v = FCGX_GetParam(name, req.envp);
@@ -31,11 +31,15 @@ class FcgiBodyReader final : public BodyReader {
     explicit FcgiBodyReader(FCGX_Stream* in) : in_(in) {}
     std::size_t read(char* buffer, std::size_t size) override {
         int n = FCGX_GetStr(buffer, static_cast<int>(std::min<std::size_t>(size, 1 << 30)), in_);
-        return n > 0 ? static_cast<std::size_t>(n) : 0;
+        if (n <= 0) return 0;
+        consumed_ += static_cast<std::uint64_t>(n);
+        return static_cast<std::size_t>(n);
     }
+    std::uint64_t consumed() const { return consumed_; }
 
   private:
     FCGX_Stream* in_;
+    std::uint64_t consumed_ = 0;
 };
 
 Request to_request(FCGX_Request& req) {
@@ -78,23 +82,73 @@ void write_response(FCGX_Request& req, const Response& response) {
     }
 }
 
+// A connection may carry the next request only when this one's stdin was read to its end
+// record: bytes left unread would be taken for the next request's records. A body the handler
+// refused part-way is not drained (it may be gigabytes): the connection is closed instead, and
+// nginx, which has not sent the whole body, does not pool it either.
+bool ready_for_next_request(FCGX_Request& req, const Request& request, const FcgiBodyReader& body) {
+    if (req.keepConnection == 0) return false;
+    if (body.consumed() != request.content_length.value_or(0)) return false;
+    char probe;
+    // At the end of the body this reads only the empty stdin record nginx sends after it.
+    return FCGX_GetStr(&probe, 1, req.in) == 0 && FCGX_HasSeenEOF(req.in) == EOF &&
+           FCGX_GetError(req.in) == 0;
+}
+
+constexpr std::uint32_t watch_flags = EPOLLIN | EPOLLONESHOT;
+
+// One-shot: the first event disarms the descriptor, so exactly one thread reads each request.
+// A connection seen before is re-armed (MOD), a new one registered (ADD).
+bool watch(int epoll_fd, int fd, bool registered) {
+    epoll_event ev{};
+    ev.events = watch_flags;
+    ev.data.fd = fd;
+    return ::epoll_ctl(epoll_fd, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<FcgiServer>> FcgiServer::open(const std::string& socket_path) {
     if (FCGX_Init() != 0) return fail(ErrorCode::internal, "FCGX_Init failed");
-    if (auto fd = util::inherited_socket()) {
-        return std::unique_ptr<FcgiServer>(new FcgiServer(*fd, ""));
+    int fd = -1;
+    std::string owned_path;
+    if (auto inherited = util::inherited_socket()) {
+        fd = *inherited;
+    } else {
+        // A socket file left by a crashed instance would make bind() fail.
+        struct stat st {};
+        if (::lstat(socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+            ::unlink(socket_path.c_str());
+        }
+        const mode_t old_mask = ::umask(0117);  // socket mode 0660: nginx reaches it via the group
+        fd = FCGX_OpenSocket(socket_path.c_str(), 1024);
+        ::umask(old_mask);
+        if (fd < 0) return fail(ErrorCode::io, "FCGX_OpenSocket(" + socket_path + ") failed");
+        owned_path = socket_path;
     }
-    // A socket file left by a crashed instance would make bind() fail.
-    struct stat st {};
-    if (::lstat(socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
-        ::unlink(socket_path.c_str());
+    // Threads accept only after epoll reports a connection; another thread may have taken it.
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        return fail(ErrorCode::io, std::string("listening socket: ") + std::strerror(errno));
     }
-    const mode_t old_mask = ::umask(0117);  // socket mode 0660: nginx reaches it via the group
-    int fd = FCGX_OpenSocket(socket_path.c_str(), 1024);
-    ::umask(old_mask);
-    if (fd < 0) return fail(ErrorCode::io, "FCGX_OpenSocket(" + socket_path + ") failed");
-    return std::unique_ptr<FcgiServer>(new FcgiServer(fd, socket_path));
+    util::UniqueFd epoll_fd(::epoll_create1(EPOLL_CLOEXEC));
+    util::UniqueFd stop_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!epoll_fd.valid() || !stop_fd.valid()) {
+        return fail(ErrorCode::io, std::string("epoll: ") + std::strerror(errno));
+    }
+    epoll_event listen_ev{};
+    listen_ev.events = watch_flags;
+    listen_ev.data.fd = fd;
+    // The stop event is level-triggered and never read: once set, it wakes every thread.
+    epoll_event stop_ev{};
+    stop_ev.events = EPOLLIN;
+    stop_ev.data.fd = stop_fd.get();
+    if (::epoll_ctl(epoll_fd.get(), EPOLL_CTL_ADD, fd, &listen_ev) != 0 ||
+        ::epoll_ctl(epoll_fd.get(), EPOLL_CTL_ADD, stop_fd.get(), &stop_ev) != 0) {
+        return fail(ErrorCode::io, std::string("epoll_ctl: ") + std::strerror(errno));
+    }
+    return std::unique_ptr<FcgiServer>(
+        new FcgiServer(fd, std::move(owned_path), std::move(epoll_fd), std::move(stop_fd)));
 }
 
 FcgiServer::~FcgiServer() {
@@ -114,35 +168,80 @@ Result<> FcgiServer::run(
         handlers.push_back(std::move(*h));
     }
     std::vector<std::thread> pool;
-    for (auto& h : handlers) pool.emplace_back([this, &h] { accept_loop(*h); });
+    for (auto& h : handlers) pool.emplace_back([this, &h] { serve_loop(*h); });
     for (auto& t : pool) t.join();
     return {};
 }
 
-void FcgiServer::accept_loop(ThreadHandler& handler) {
-    FCGX_Request req;
-    FCGX_InitRequest(&req, listen_fd_, FCGI_FAIL_ACCEPT_ON_INTR);
+int FcgiServer::next_connection() {
     while (true) {
-        int rc;
-        {
-            std::lock_guard lock(accept_mutex);
-            rc = FCGX_Accept_r(&req);
+        epoll_event ev{};
+        const int n = ::epoll_wait(epoll_fd_.get(), &ev, 1, -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 || ev.data.fd == stop_fd_.get()) return -1;
+        if (ev.data.fd != listen_fd_) return ev.data.fd;  // a connection with a request
+        accept_pending();
+    }
+}
+
+void FcgiServer::accept_pending() {
+    // Every waiting connection joins the epoll set and queues behind the requests already
+    // ready there: serving one connection per listen event would leave the others in the
+    // backlog for many rounds (high tail latency whenever nginx opens connections beyond its pool).
+    int accept_errno = 0;
+    for (int i = 0; i < 256; ++i) {
+        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) {
+            accept_errno = errno;
+            break;
         }
-        if (rc < 0) break;  // the listening socket was shut down: stop
+        if (!watch(epoll_fd_.get(), fd, false)) ::close(fd);
+    }
+    if (accept_errno == EMFILE || accept_errno == ENFILE) {
+        // Out of descriptors: re-arming at once would spin. Back off a little.
+        log::warning("accept failed", {{"error", std::strerror(accept_errno)}});
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    watch(epoll_fd_.get(), listen_fd_, true);
+}
+
+void FcgiServer::serve_loop(ThreadHandler& handler) {
+    FCGX_Request req;
+    // No listening socket for libfcgi: this loop accepts and hands it connections, so a failed
+    // connection makes FCGX_Accept_r return instead of blocking in its own accept.
+    FCGX_InitRequest(&req, -1, 0);
+    while (true) {
+        const int fd = next_connection();
+        if (fd < 0) break;
+        // FCGX_Accept_r first finishes the previous request and, unless that one kept its
+        // connection, closes req.ipcFd: mark it kept so the connection handed over survives.
+        req.keepConnection = 1;
+        req.ipcFd = fd;
+        // Reads the request's begin record and params; on a closed or broken connection it
+        // closes the descriptor and fails.
+        if (FCGX_Accept_r(&req) < 0) continue;
         Request request = to_request(req);
         FcgiBodyReader body(req.in);
         request.body = &body;
         Response response = handler.handle(request);
         write_response(req, response);
+        const bool keep = ready_for_next_request(req, request, body) && !stopping_.load();
+        if (!keep) req.keepConnection = 0;
         FCGX_Finish_r(&req);
+        if (req.ipcFd >= 0) {
+            // nginx pools the connection (fastcgi_keep_conn): its next request is waited for
+            // in the epoll set, not by blocking this thread on it.
+            if (!watch(epoll_fd_.get(), req.ipcFd, true)) ::close(req.ipcFd);
+            req.ipcFd = -1;
+        }
     }
     FCGX_Free(&req, 1);
 }
 
 void FcgiServer::stop() {
-    FCGX_ShutdownPending();
-    // shutdown(2) on a listening socket wakes every thread blocked in accept(2) with an error.
-    ::shutdown(listen_fd_, SHUT_RDWR);
+    stopping_.store(true);
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(stop_fd_.get(), &one, sizeof one);
 }
 
 }  // namespace kiln::http

@@ -1,0 +1,102 @@
+// Connections between nginx and kiln-api as nginx's upstream pool uses them
+// (fastcgi_keep_conn): a second kiln-api on its own socket, spoken to with raw FastCGI records.
+// - one connection carries many requests;
+// - idle pooled connections, more of them than kiln-api has threads, hold no thread: new
+//   connections and the pooled ones are all still answered;
+// - a request whose body was not read to its end, or that did not ask to keep the connection,
+//   closes it, so unread body bytes are never taken for a next request.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <memory>
+#include <vector>
+
+#include "tests/integration/support/fcgi_client.hpp"
+#include "tests/integration/support/processes.hpp"
+#include "tests/integration/support/stack.hpp"
+
+namespace kiln::test {
+namespace {
+
+bool is_status(const FcgiReply& reply, int status) {
+    return reply.ended && reply.stdout_data.rfind("Status: " + std::to_string(status), 0) == 0;
+}
+
+class PooledConnections : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        socket_ = scratch_dir() / "api-pooled.sock";
+        api_ = start_private_api({}, socket_, "api-pooled.log");
+        ASSERT_TRUE(std::filesystem::exists(socket_));
+    }
+
+    void TearDown() override {
+        EXPECT_EQ(api_->stop(SIGTERM), 0) << "kiln-api stops cleanly with pooled connections open";
+    }
+
+    std::filesystem::path socket_;
+    std::unique_ptr<SpawnedProcess> api_;
+};
+
+TEST_F(PooledConnections, OneConnectionCarriesManyRequests) {
+    FcgiConnection conn(socket_);
+    for (int i = 0; i < 50; ++i) {
+        conn.send(fcgi_get_params("/health"));
+        FcgiReply reply = conn.receive();
+        ASSERT_TRUE(is_status(reply, 200)) << "request " << i << ": " << reply.stdout_data;
+    }
+    // Authenticated requests and a 404 on the same connection.
+    conn.send(fcgi_get_params("/api/v1/types", Stack::get().admin_token));
+    FcgiReply types = conn.receive();
+    EXPECT_TRUE(is_status(types, 200)) << types.stdout_data;
+    EXPECT_NE(types.stdout_data.find("image.thumbnails"), std::string::npos);
+    conn.send(fcgi_get_params("/api/v1/jobs/AAAAAAAAAAAAAAAAAAAAAAAAAA", Stack::get().admin_token));
+    EXPECT_TRUE(is_status(conn.receive(), 404));
+    EXPECT_FALSE(conn.closed_by_server(std::chrono::milliseconds(200)));
+}
+
+TEST_F(PooledConnections, IdleConnectionsBeyondTheThreadCountHoldNoThread) {
+    // The test stack runs kiln-api with 16 threads (scripts/lib/config.sh).
+    constexpr int pooled = 40;
+    std::vector<std::unique_ptr<FcgiConnection>> pool;
+    for (int i = 0; i < pooled; ++i) {
+        pool.push_back(std::make_unique<FcgiConnection>(socket_));
+        pool.back()->send(fcgi_get_params("/health"));
+        FcgiReply reply = pool.back()->receive();
+        ASSERT_TRUE(is_status(reply, 200))
+            << "pooled connection " << i << ": " << reply.stdout_data;
+    }
+    // All 40 now sit idle and open, as in nginx's pool. A new connection is still served...
+    FcgiConnection fresh(socket_);
+    fresh.send(fcgi_get_params("/health"));
+    EXPECT_TRUE(is_status(fresh.receive(), 200));
+    // ...and so is the next request on every pooled one, newest first.
+    for (int i = pooled - 1; i >= 0; --i) {
+        pool[static_cast<std::size_t>(i)]->send(fcgi_get_params("/health"));
+        EXPECT_TRUE(is_status(pool[static_cast<std::size_t>(i)]->receive(), 200))
+            << "second request on pooled connection " << i;
+    }
+}
+
+TEST_F(PooledConnections, BodyNotReadToItsEndClosesTheConnection) {
+    auto params = fcgi_get_params("/api/v1/jobs", Stack::get().admin_token);
+    params[0].second = "POST";
+    params.emplace_back("CONTENT_TYPE", "multipart/form-data; boundary=x");
+    FcgiConnection conn(socket_);
+    // Declared far over the request size limit: refused before the body is read.
+    conn.send(params, std::string(1000, 'a'), std::size_t{1} << 40);
+    FcgiReply reply = conn.receive();
+    EXPECT_TRUE(is_status(reply, 413)) << reply.stdout_data;
+    EXPECT_TRUE(conn.closed_by_server());
+}
+
+TEST_F(PooledConnections, RequestWithoutKeepConnClosesTheConnection) {
+    FcgiConnection conn(socket_);
+    conn.send(fcgi_get_params("/health"), "", std::nullopt, /*keep_connection=*/false);
+    EXPECT_TRUE(is_status(conn.receive(), 200));
+    EXPECT_TRUE(conn.closed_by_server());
+}
+
+}  // namespace
+}  // namespace kiln::test
