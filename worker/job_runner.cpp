@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include <fmt/format.h>
@@ -13,6 +15,7 @@
 #include "core/converters/command.hpp"
 #include "core/converters/progress.hpp"
 #include "core/process/child.hpp"
+#include "worker/media_probe.hpp"
 
 namespace kiln::worker {
 namespace fs = std::filesystem;
@@ -56,39 +59,8 @@ Result<> check_space_after_step(const fs::path& workdir, std::string_view step) 
                             step, available));
 }
 
-// The child's environment: nothing inherited from the daemon, vips in its untrusted-input mode.
-std::vector<std::string> child_environment(const fs::path& workdir) {
-    return {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + workdir.string(),
-            "TMPDIR=" + workdir.string(), "LANG=C.UTF-8", "VIPS_BLOCK_UNTRUSTED=1"};
-}
-
 std::string tail(const std::string& text, std::size_t n) {
     return text.size() <= n ? text : "..." + text.substr(text.size() - n);
-}
-
-// The media duration from ffprobe, for ffmpeg's progress; 0 when unknown.
-double probe_duration(const fs::path& input, const fs::path& workdir) {
-    process::ChildSpec spec;
-    spec.argv = {"ffprobe",
-                 "-v",
-                 "error",
-                 "-show_entries",
-                 "format=duration",
-                 "-of",
-                 "default=noprint_wrappers=1:nokey=1",
-                 input.string()};
-    spec.workdir = workdir;
-    spec.env = child_environment(workdir);
-    spec.timeout = 30s;
-    double duration = 0;
-    spec.on_stdout_line = [&](std::string_view line) {
-        try {
-            duration = std::stod(std::string(line));
-        } catch (const std::exception&) {
-        }
-    };
-    auto outcome = process::run_child(spec);
-    return outcome && outcome->succeeded() ? duration : 0;
 }
 
 // Result files ready to publish: results/{job}/ appears when staging->commit() runs.
@@ -169,6 +141,16 @@ class Attempt {
         std::error_code ec;
         // A program that printed nothing leaves no log (and no logs/{job}/ directory).
         if (!fs::exists(log_file_, ec) || fs::file_size(log_file_, ec) == 0) return;
+        // Clients download logs: paths in them are made relative to the storage root too.
+        // The log is capped (max_log_bytes), so it is read whole.
+        std::string text;
+        {
+            std::ifstream in(log_file_, std::ios::binary);
+            text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        }
+        if (std::string redacted = relative_to_storage(text); redacted != text) {
+            std::ofstream(log_file_, std::ios::binary | std::ios::trunc) << redacted;
+        }
         fs::path dir = storage_.root() / "logs" / job_.id;
         fs::create_directories(dir, ec);
         std::size_t existing = 0;
@@ -180,15 +162,19 @@ class Attempt {
     }
 
   private:
-    // The end of a step's output for the job's error, which the job's client reads: paths under
-    // the storage root are shown relative to it, so errors do not reveal the server's layout.
-    std::string error_tail(const std::string& output) const {
-        std::string text = tail(output, max_error_tail);
+    // What the job's client reads (its error, its logs) shows paths under the storage root
+    // relative to it, so it does not reveal the server's layout.
+    std::string relative_to_storage(std::string text) const {
         const std::string root = storage_.root().string() + "/";
         for (auto at = text.find(root); at != std::string::npos; at = text.find(root, at)) {
             text.erase(at, root.size());
         }
         return text;
+    }
+
+    // The end of a step's output, for the job's error.
+    std::string error_tail(const std::string& output) const {
+        return relative_to_storage(tail(output, max_error_tail));
     }
 
     // Reads the image's declared size from its header (no decoding) and refuses images above

@@ -127,8 +127,13 @@ TEST_F(Worker, VideoTranscodeToMp4RoundsOddDimensionsDownToEven) {
     }
 }
 
+// Also for a short recording whose header declares no duration (ffprobe says N/A): a seek to
+// 2 s would find no frame in it.
 TEST_F(Worker, VideoThumbnailIsOneJpegFrameEvenForAVideoShorterThanTwoSeconds) {
-    for (const auto* video : {&media::video5s(), &media::short_video()}) {
+    const auto declared = run_command({"ffprobe", "-v", "error", "-show_entries", "format=duration",
+                                       "-of", "csv=p=0", media::live_webm().string()});
+    ASSERT_EQ(declared.substr(0, 3), "N/A") << "the live WebM must declare no duration";
+    for (const auto* video : {&media::video5s(), &media::short_video(), &media::live_webm()}) {
         const auto id = create({{"type", "video.thumbnail"}, {"file", "", *video}});
         auto w = watch_job(client, id);
         ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
@@ -229,16 +234,18 @@ TEST_F(Worker, AudioTranscodeTakesAVoiceNoteInWebmAndTheSoundOfAVideo) {
 }
 
 // An input ffmpeg can make nothing of fails at once (the definition's permanent_errors), with
-// ffmpeg's own reason and without the server's storage paths.
+// ffmpeg's own reason and without the server's storage paths, in its error and in its log.
 TEST_F(Worker, AnInputTheConverterCannotUseFailsAtOnceWithItsReason) {
     // The first 4 KiB: ftyp, so typed video/mp4, but no moov.
     const auto truncated = make_file("truncated.mp4", read_file(media::video5s()), 4096);
     struct Case {
         const std::filesystem::path* input;
         std::string reason;
+        bool reason_names_the_input;
     };
-    const std::vector<Case> cases = {{&truncated, "Invalid data found when processing input"},
-                                     {&media::voice_webm(), "matches no streams"}};  // no video
+    const std::vector<Case> cases = {
+        {&truncated, "Invalid data found when processing input", true},
+        {&media::voice_webm(), "matches no streams", false}};  // no video
     const std::string storage = stack.config.storage_root.string();
     for (const auto& c : cases) {
         const auto id = create({{"type", "video.transcode"}, {"file", "", *c.input}});
@@ -249,6 +256,15 @@ TEST_F(Worker, AnInputTheConverterCannotUseFailsAtOnceWithItsReason) {
         EXPECT_NE(error.find(c.reason), std::string::npos) << error;
         EXPECT_NE(error.find("not retried"), std::string::npos) << error;
         EXPECT_EQ(error.find(storage), std::string::npos) << error;
+        // The attempt's log, which the client may download, names the input relative to the
+        // storage root as well.
+        auto log = client.get("/api/v1/jobs/" + id + "/logs/attempt-001.log");
+        ASSERT_EQ(log.status, 200);
+        EXPECT_NE(log.body.find(c.reason), std::string::npos) << log.body;
+        if (c.reason_names_the_input) {
+            EXPECT_NE(log.body.find("sources/" + id + "/"), std::string::npos) << log.body;
+        }
+        EXPECT_EQ(log.body.find(storage), std::string::npos) << log.body;
     }
 }
 

@@ -113,6 +113,12 @@ const std::filesystem::path& surround_wav() {
     return p;
 }
 
+const std::filesystem::path& live_webm() {
+    static const auto p = generate("live.webm", {"testsrc=size=320x240:rate=25"},
+                                   {"-t", "1", "-c:v", "libvpx", "-live", "1"});
+    return p;
+}
+
 const std::filesystem::path& voice_webm() {
     static const auto p = generate("voice.webm", {"sine=frequency=440:sample_rate=48000"},
                                    {"-t", "2", "-c:a", "libopus"});

@@ -14,6 +14,9 @@ const std::filesystem::path& video5s();  // 5 s 1280x720 H.264 + AAC tone
 // 0 and 100 on a fast machine (a 5 s clip's webm encode took about a second).
 const std::filesystem::path& video20s();
 const std::filesystem::path& short_video();  // 1 s 320x240 H.264
+// 1 s 320x240 VP8 WebM written as a live stream, as a browser's MediaRecorder writes it: its
+// header declares no duration.
+const std::filesystem::path& live_webm();
 // 1 s 321x241 H.264 4:4:4: odd dimensions, which 4:2:0 encoders refuse.
 const std::filesystem::path& odd_sized_video();
 const std::filesystem::path& big_png();    // 2000x1500 test pattern
