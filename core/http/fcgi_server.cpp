@@ -202,7 +202,10 @@ void FcgiServer::accept_pending() {
         log::warning("accept failed", {{"error", std::strerror(accept_errno)}});
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    watch(epoll_fd_.get(), listen_fd_, true);
+    if (!watch(epoll_fd_.get(), listen_fd_, true)) {
+        log::error("cannot watch the listening socket: no new connection will be accepted",
+                   {{"error", std::strerror(errno)}});
+    }
 }
 
 void FcgiServer::serve_loop(ThreadHandler& handler) {
