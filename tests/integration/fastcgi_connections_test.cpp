@@ -4,15 +4,22 @@
 // - idle pooled connections, more of them than kiln-api has threads, hold no thread: new
 //   connections and the pooled ones are all still answered;
 // - a request whose body was not read to its end, or that did not ask to keep the connection,
-//   closes it, so unread body bytes are never taken for a next request.
+//   closes it, so unread body bytes are never taken for a next request;
+// - SIGTERM lets the request in progress finish.
 
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/integration/support/fcgi_client.hpp"
+#include "tests/integration/support/media.hpp"
+#include "tests/integration/support/multipart.hpp"
 #include "tests/integration/support/processes.hpp"
 #include "tests/integration/support/stack.hpp"
 
@@ -89,6 +96,34 @@ TEST_F(PooledConnections, BodyNotReadToItsEndClosesTheConnection) {
     FcgiReply reply = conn.receive();
     EXPECT_TRUE(is_status(reply, 413)) << reply.stdout_data;
     EXPECT_TRUE(conn.closed_by_server());
+}
+
+// SIGTERM while an upload is half sent: kiln-api finishes that request (the job is created),
+// serves no new one, and exits cleanly.
+TEST_F(PooledConnections, SigtermLetsTheUploadInProgressFinish) {
+    const std::string body = multipart::upload(
+        "image.thumbnails", "pattern.png", read_file(media::png()) + std::string(1 << 20, '\0'));
+    auto params = fcgi_get_params("/api/v1/jobs", Stack::get().admin_token);
+    params[0].second = "POST";
+    params.emplace_back("CONTENT_TYPE", multipart::content_type());
+    FcgiConnection uploading(socket_);
+    FcgiConnection idle(socket_);
+    idle.send(fcgi_get_params("/health"));
+    ASSERT_TRUE(is_status(idle.receive(), 200));
+
+    const std::size_t half = body.size() / 2;
+    uploading.send(params, body.substr(0, half), body.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // kiln-api is reading it
+    ASSERT_EQ(::kill(api_->pid(), SIGTERM), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    uploading.send_body(body.substr(half), true);
+    FcgiReply reply = uploading.receive();
+    ASSERT_TRUE(is_status(reply, 201)) << reply.stdout_data.substr(0, 400);
+    const std::string id =
+        nlohmann::json::parse(reply.stdout_data.substr(reply.stdout_data.find('{')))["id"];
+    EXPECT_EQ(Stack::get().admin().get("/api/v1/jobs/" + id).status, 200) << "the job was stored";
+    EXPECT_TRUE(uploading.closed_by_server()) << "a stopping kiln-api pools no connection";
+    EXPECT_TRUE(idle.closed_by_server()) << "the idle pooled connection is closed at exit";
 }
 
 TEST_F(PooledConnections, RequestWithoutKeepConnClosesTheConnection) {

@@ -29,6 +29,7 @@
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/jobs.hpp"
 #include "tests/integration/support/media.hpp"
+#include "tests/integration/support/multipart.hpp"
 #include "tests/integration/support/stack.hpp"
 
 namespace kiln::test {
@@ -165,26 +166,6 @@ std::string post_head(const std::string& token, const std::string& content_type,
            "\r\nContent-Length: " + std::to_string(content_length) +
            "\r\nConnection: close\r\n\r\n";
 }
-
-// ---- Multipart bodies written by hand (exact bytes, unescaped names) -------------------------
-
-constexpr const char* boundary = "kilnB0undary";
-
-std::string field_part(const std::string& name, const std::string& value) {
-    return std::string("--") + boundary + "\r\nContent-Disposition: form-data; name=\"" + name +
-           "\"\r\n\r\n" + value + "\r\n";
-}
-
-// `disposition_tail`: what follows `name="file"` verbatim (e.g. `; filename="a.png"`).
-std::string file_part_head(const std::string& disposition_tail,
-                           const std::string& type = "application/octet-stream") {
-    return std::string("--") + boundary + "\r\nContent-Disposition: form-data; name=\"file\"" +
-           disposition_tail + "\r\nContent-Type: " + type + "\r\n\r\n";
-}
-
-std::string closing() { return std::string("--") + boundary + "--\r\n"; }
-
-std::string multipart_type() { return std::string("multipart/form-data; boundary=") + boundary; }
 
 // ---- Generated hostile files ------------------------------------------------------------------
 
@@ -418,15 +399,16 @@ TEST_F(Hostile, TruncatedBodiesLeaveNoRowAndNoFile) {
     const std::string png = read_file(media::png());
 
     // Second file's headers end exactly at the first block's end.
-    std::string after_headers = field_part("type", "test.noop") +
-                                file_part_head("; filename=\"one.bin\"") + std::string(1, '\0');
-    const std::string second = "\r\n" + file_part_head("; filename=\"two.bin\"");
+    std::string after_headers = multipart::field("type", "test.noop") +
+                                multipart::file_head("; filename=\"one.bin\"") +
+                                std::string(1, '\0');
+    const std::string second = "\r\n" + multipart::file_head("; filename=\"two.bin\"");
     after_headers += std::string(block - after_headers.size() - second.size(), 'o') + second;
     ASSERT_EQ(after_headers.size(), block);
 
     // A PNG's data running past the first block, no closing boundary.
-    std::string mid_data = field_part("type", "image.thumbnails") +
-                           file_part_head("; filename=\"cut.png\"", "image/png") + png;
+    std::string mid_data = multipart::field("type", "image.thumbnails") +
+                           multipart::file_head("; filename=\"cut.png\"", "image/png") + png;
     mid_data += std::string(block + 1000 - mid_data.size(), 'x');
 
     struct Cut {
@@ -448,7 +430,7 @@ TEST_F(Hostile, TruncatedBodiesLeaveNoRowAndNoFile) {
         // it.
         auto fd = send_and_hold(
             stack.url,
-            post_head(stack.admin_token, multipart_type(), 10'000'000, marker) + cut.body);
+            post_head(stack.admin_token, multipart::content_type(), 10'000'000, marker) + cut.body);
         const bool inside = wait_until(
             [&] {
                 return cut.staged_files == 0
@@ -491,16 +473,17 @@ TEST_F(Hostile, FileOverTheLimitSentBeforeTheTypeIs413AndLeavesNothing) {
 // come before the whole 120 MiB is pushed.
 TEST_F(Hostile, StreamFarOverTheLimitGets413BeforeItEnds) {
     const auto before = snapshot();
-    const std::string head = field_part("type", "image.thumbnails") +
-                             file_part_head("; filename=\"huge.png\"", "image/png") +
+    const std::string head = multipart::field("type", "image.thumbnails") +
+                             multipart::file_head("; filename=\"huge.png\"", "image/png") +
                              read_file(media::png());
-    const std::string tail = "\r\n" + closing();
+    const std::string tail = "\r\n" + multipart::closing();
     const std::uint64_t filler = 120ull * 1024 * 1024;
     const auto started = std::chrono::steady_clock::now();
-    auto r = raw_exchange(
-        stack.url,
-        post_head(stack.admin_token, multipart_type(), head.size() + filler + tail.size()) + head,
-        filler, tail);
+    auto r = raw_exchange(stack.url,
+                          post_head(stack.admin_token, multipart::content_type(),
+                                    head.size() + filler + tail.size()) +
+                              head,
+                          filler, tail);
     const auto took = std::chrono::steady_clock::now() - started;
     expect_problem(r, 413, "payload_too_large");
     EXPECT_LT(r.sent, head.size() + filler) << "the 413 came only after the whole body";
@@ -515,11 +498,11 @@ TEST_F(Hostile, ContentLengthsOutOfRangeAreRefusedByNginx) {
     const auto before = snapshot();
     auto head = [&](const std::string& length) {
         return "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " +
-               stack.admin_token + "\r\nContent-Type: " + multipart_type() +
+               stack.admin_token + "\r\nContent-Type: " + multipart::content_type() +
                "\r\nContent-Length: " + length + "\r\nConnection: close\r\n\r\n";
     };
     auto over =
-        raw_exchange(stack.url, head("4294967297") + field_part("type", "image.thumbnails"));
+        raw_exchange(stack.url, head("4294967297") + multipart::field("type", "image.thumbnails"));
     expect_problem(over, 413, "payload_too_large");
     auto far_over = raw_exchange(stack.url, head("5368709120"));
     expect_problem(far_over, 413, "payload_too_large");
@@ -539,9 +522,9 @@ TEST_F(Hostile, ContentLengthsOutOfRangeAreRefusedByNginx) {
 // the boundary, and a delimiter prefix split across kiln-api's 256 KiB read chunks. The stored
 // file is byte for byte what was sent.
 TEST_F(Hostile, BoundaryLookalikesInsideDataAreStoredByteForByte) {
-    const std::string b = boundary;
-    const std::string prefix =
-        field_part("type", "test.noop") + file_part_head("; filename=\"lookalikes.bin\"");
+    const std::string b(multipart::boundary);
+    const std::string prefix = multipart::field("type", "test.noop") +
+                               multipart::file_head("; filename=\"lookalikes.bin\"");
     std::string data = "--" + b + "\r\n";
     data += std::string("\x00\x01\x02\x03binary", 10);
     data += "x--" + b + "--\r\n";
@@ -565,8 +548,9 @@ TEST_F(Hostile, BoundaryLookalikesInsideDataAreStoredByteForByte) {
     data += split + "\r\n--" + b.substr(0, 3) + "-still data";
     data += std::string("\xff\xfe\x00\r", 4);  // ends in a CR: the real delimiter follows it
 
-    const std::string body = prefix + data + "\r\n" + closing();
-    auto r = client.send("POST", "/api/v1/jobs", body, {"Content-Type: " + multipart_type()});
+    const std::string body = prefix + data + "\r\n" + multipart::closing();
+    auto r =
+        client.send("POST", "/api/v1/jobs", body, {"Content-Type: " + multipart::content_type()});
     ASSERT_EQ(r.status, 201) << r.body;
     const auto& src = r.json()["sources"][0];
     EXPECT_EQ(src["size"], data.size());
@@ -584,16 +568,17 @@ TEST_F(Hostile, BoundaryLookalikesInsideDataAreStoredByteForByte) {
 // (a parser that took it as data would disagree with one in front of it about where the part
 // ends) and keeps nothing.
 TEST_F(Hostile, FullDelimiterFollowedByOtherBytesInsideDataIs400AndLeavesNothing) {
-    const std::string b = boundary;
+    const std::string b(multipart::boundary);
     for (const std::string& inside :
          {"\r\n--" + b + "X", "\r\n--" + b + "-x", "\r\n--" + b + "\rx"}) {
         SCOPED_TRACE(nlohmann::json(inside).dump());
         const auto before = snapshot();
         const std::string data = std::string("\x00\x01 data ", 8) + inside + " more data";
-        const std::string body = field_part("type", "test.noop") +
-                                 file_part_head("; filename=\"inside.bin\"") + data + "\r\n" +
-                                 closing();
-        auto r = client.send("POST", "/api/v1/jobs", body, {"Content-Type: " + multipart_type()});
+        const std::string body = multipart::field("type", "test.noop") +
+                                 multipart::file_head("; filename=\"inside.bin\"") + data + "\r\n" +
+                                 multipart::closing();
+        auto r = client.send("POST", "/api/v1/jobs", body,
+                             {"Content-Type: " + multipart::content_type()});
         expect_problem(r, 400, "invalid_request");
         expect_nothing_kept(before);
     }
@@ -608,20 +593,20 @@ TEST_F(Hostile, TenThousandTinyPartsAre413AndLeaveNothing) {
     const auto before = snapshot();
     std::string body;
     for (int i = 0; i < 10000; ++i) {
-        body += file_part_head("; filename=\"p" + std::to_string(i) + ".bin\"") + "x\r\n";
+        body += multipart::file_head("; filename=\"p" + std::to_string(i) + ".bin\"") + "x\r\n";
     }
-    body += closing();
-    auto r =
-        raw_exchange(stack.url, post_head(stack.admin_token, multipart_type(), body.size()) + body);
+    body += multipart::closing();
+    auto r = raw_exchange(
+        stack.url, post_head(stack.admin_token, multipart::content_type(), body.size()) + body);
     expect_problem(r, 413, "payload_too_large");
     expect_nothing_kept(before);
 
     // The same number of parts that are form fields: the second "type" is refused at once.
     std::string fields;
-    for (int i = 0; i < 10000; ++i) fields += field_part("type", "test.noop");
-    fields += closing();
-    auto f = raw_exchange(stack.url,
-                          post_head(stack.admin_token, multipart_type(), fields.size()) + fields);
+    for (int i = 0; i < 10000; ++i) fields += multipart::field("type", "test.noop");
+    fields += multipart::closing();
+    auto f = raw_exchange(
+        stack.url, post_head(stack.admin_token, multipart::content_type(), fields.size()) + fields);
     expect_problem(f, 400, "invalid_request");
     expect_nothing_kept(before);
 }
@@ -649,12 +634,14 @@ TEST_F(Hostile, OneMebibyteHeaderLinesAre400Or414FromNginxAnd413InAPart) {
         raw_exchange(stack.url, "GET /api/v1/jobs/" + mib + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
     EXPECT_EQ(line.status, 414) << line.raw.substr(0, 300);
 
-    const std::string body = field_part("type", "image.thumbnails") + std::string("--") + boundary +
+    // No Content-Type header in the part: its headers are just the over-long file name.
+    const std::string body = multipart::field("type", "image.thumbnails") + "--" +
+                             std::string(multipart::boundary) +
                              "\r\nContent-Disposition: form-data; name=\"file\"; "
                              "filename=\"" +
-                             mib + ".png\"\r\n\r\nPNG\r\n" + closing();
-    auto part =
-        raw_exchange(stack.url, post_head(stack.admin_token, multipart_type(), body.size()) + body);
+                             mib + ".png\"\r\n\r\nPNG\r\n" + multipart::closing();
+    auto part = raw_exchange(
+        stack.url, post_head(stack.admin_token, multipart::content_type(), body.size()) + body);
     expect_problem(part, 413, "payload_too_large");
     expect_nothing_kept(before);
 }
@@ -671,10 +658,11 @@ TEST_F(Hostile, NulInFileNamesIsRefusedRawAndDroppedWhenEncoded) {
          {std::string("; filename=\"a\0b.png\"", 20), std::string("; filename=\"\0\"", 14),
           std::string("; filename=\"ok.png\"; x=\"\0\"", 26)}) {
         SCOPED_TRACE(nlohmann::json(disposition).dump());
-        const std::string body = field_part("type", "image.thumbnails") +
-                                 file_part_head(disposition, "image/png") + png + "\r\n" +
-                                 closing();
-        auto r = client.send("POST", "/api/v1/jobs", body, {"Content-Type: " + multipart_type()});
+        const std::string body = multipart::field("type", "image.thumbnails") +
+                                 multipart::file_head(disposition, "image/png") + png + "\r\n" +
+                                 multipart::closing();
+        auto r = client.send("POST", "/api/v1/jobs", body,
+                             {"Content-Type: " + multipart::content_type()});
         expect_problem(r, 400, "invalid_request");
         expect_nothing_kept(before);
     }
@@ -695,10 +683,11 @@ TEST_F(Hostile, NulInFileNamesIsRefusedRawAndDroppedWhenEncoded) {
     std::vector<std::string> ids;
     for (const auto& c : encoded) {
         SCOPED_TRACE(c.disposition);
-        const std::string body = field_part("type", "image.thumbnails") +
-                                 file_part_head(c.disposition, "image/png") + png + "\r\n" +
-                                 closing();
-        auto r = client.send("POST", "/api/v1/jobs", body, {"Content-Type: " + multipart_type()});
+        const std::string body = multipart::field("type", "image.thumbnails") +
+                                 multipart::file_head(c.disposition, "image/png") + png + "\r\n" +
+                                 multipart::closing();
+        auto r = client.send("POST", "/api/v1/jobs", body,
+                             {"Content-Type: " + multipart::content_type()});
         ASSERT_EQ(r.status, 201) << r.body;
         auto json = nlohmann::json::parse(r.body);  // strict: throws on invalid UTF-8
         const std::string name = json["sources"][0]["name"];
@@ -736,10 +725,11 @@ TEST_F(Hostile, TraversalNamesNeverWriteOutsideTheStorageRoot) {
     std::vector<std::string> ids;
     for (const auto& [disposition, stored] : cases) {
         SCOPED_TRACE(disposition);
-        const std::string body = field_part("type", "image.thumbnails") +
-                                 file_part_head(disposition, "image/png") + png + "\r\n" +
-                                 closing();
-        auto r = client.send("POST", "/api/v1/jobs", body, {"Content-Type: " + multipart_type()});
+        const std::string body = multipart::field("type", "image.thumbnails") +
+                                 multipart::file_head(disposition, "image/png") + png + "\r\n" +
+                                 multipart::closing();
+        auto r = client.send("POST", "/api/v1/jobs", body,
+                             {"Content-Type: " + multipart::content_type()});
         ASSERT_EQ(r.status, 201) << r.body;
         const std::string name = r.json()["sources"][0]["name"];
         EXPECT_EQ(name, stored);
@@ -831,10 +821,11 @@ TEST_F(Hostile, NonUtf8FileNamesGiveValidUtf8JsonAndSanitisedNames) {
         SCOPED_TRACE(nlohmann::json(c.disposition.substr(0, 80))
                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         const auto before = snapshot();
-        const std::string body = field_part("type", "image.thumbnails") +
-                                 file_part_head(c.disposition, "image/png") + png + "\r\n" +
-                                 closing();
-        auto r = client.send("POST", "/api/v1/jobs", body, {"Content-Type: " + multipart_type()});
+        const std::string body = multipart::field("type", "image.thumbnails") +
+                                 multipart::file_head(c.disposition, "image/png") + png + "\r\n" +
+                                 multipart::closing();
+        auto r = client.send("POST", "/api/v1/jobs", body,
+                             {"Content-Type: " + multipart::content_type()});
         EXPECT_EQ(r.status, 201) << r.body;
         if (r.status != 201) {
             expect_nothing_kept(before);

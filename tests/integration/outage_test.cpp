@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "tests/integration/support/media.hpp"
+#include "tests/integration/support/multipart.hpp"
 #include "tests/integration/support/processes.hpp"
 #include "tests/integration/support/stack.hpp"
 #include "tests/integration/support/tmpfs.hpp"
@@ -84,15 +85,12 @@ TEST_F(DiskFull, AnUploadThatFillsTheDiskIs507AndLeavesNoFileAndNoRow) {
     // A 3 MB "video" (an MP4 head and zeros) into 1 MiB of space.
     std::ifstream head_in(media::mp4(), std::ios::binary);
     std::string head((std::istreambuf_iterator<char>(head_in)), std::istreambuf_iterator<char>());
-    std::string body =
-        "--B\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"
-        "video.transcode\r\n--B\r\nContent-Disposition: form-data; name=\"f\"; "
-        "filename=\"big.mp4\"\r\nContent-Type: video/mp4\r\n\r\n" +
-        head + std::string(3'000'000, '\0') + "\r\n--B--\r\n";
+    const std::string body =
+        multipart::upload("video.transcode", "big.mp4", head + std::string(3'000'000, '\0'));
 
     const auto rows = stack.job_rows();
     std::string reply = fcgi_request(socket_, "POST", "/api/v1/jobs", stack.admin_token, body,
-                                     "multipart/form-data; boundary=B");
+                                     multipart::content_type());
 
     EXPECT_EQ(reply.rfind("Status: 507", 0), 0u) << reply.substr(0, 400);
     EXPECT_NE(reply.find("\"code\":\"insufficient_storage\""), std::string::npos) << reply;

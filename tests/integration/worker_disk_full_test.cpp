@@ -19,6 +19,7 @@
 
 #include "tests/integration/support/jobs.hpp"
 #include "tests/integration/support/media.hpp"
+#include "tests/integration/support/multipart.hpp"
 #include "tests/integration/support/processes.hpp"
 #include "tests/integration/support/stack.hpp"
 #include "tests/integration/support/tmpfs.hpp"
@@ -141,16 +142,9 @@ TEST_F(WorkerDiskFull, AJobThatFitsOnTheSameSmallDiskCompletes) {
 // device"): a video upload, then the disk filled to 32 KiB short of full, then the worker.
 TEST_F(WorkerDiskFull, AnFfmpegTranscodeOnAFullDiskFailsInsteadOfPublishingATruncatedVideo) {
     const std::string video = read_file(media::video5s());
-    const std::string boundary = "kiln-disk-full-test";
-    const std::string body = "--" + boundary +
-                             "\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n"
-                             "test.transcode\r\n--" +
-                             boundary +
-                             "\r\nContent-Disposition: form-data; name=\"file\"; "
-                             "filename=\"clip.mp4\"\r\n\r\n" +
-                             video + "\r\n--" + boundary + "--\r\n";
-    const std::string reply = fcgi_request(socket_, "POST", "/api/v1/jobs", stack.admin_token, body,
-                                           "multipart/form-data; boundary=" + boundary);
+    const std::string reply = fcgi_request(socket_, "POST", "/api/v1/jobs", stack.admin_token,
+                                           multipart::upload("test.transcode", "clip.mp4", video),
+                                           multipart::content_type());
     ASSERT_EQ(reply.rfind("Status: 201", 0), 0u) << reply.substr(0, 500);
     const std::string id = nlohmann::json::parse(reply.substr(reply.find('{')))["id"];
 

@@ -93,10 +93,14 @@ void FcgiConnection::send(const std::vector<std::pair<std::string, std::string>>
         write_record(params_record, encoded.substr(at, max_content));
     }
     write_record(params_record, "");
-    for (std::size_t at = 0; at < body.size(); at += max_content) {
-        write_record(stdin_record, body.substr(at, max_content));
+    send_body(body, body.size() == length);
+}
+
+void FcgiConnection::send_body(const std::string& data, bool last) {
+    for (std::size_t at = 0; at < data.size(); at += max_content) {
+        write_record(stdin_record, data.substr(at, max_content));
     }
-    if (body.size() == length) write_record(stdin_record, "");
+    if (last) write_record(stdin_record, "");
 }
 
 bool FcgiConnection::read_exact(char* out, std::size_t size,

@@ -31,6 +31,9 @@ class FcgiConnection {
               const std::string& body = "", std::optional<std::size_t> content_length = {},
               bool keep_connection = true);
 
+    // More of the body as stdin records, then the end-of-stdin record when `last`.
+    void send_body(const std::string& data, bool last);
+
     // Reads records until FCGI_END_REQUEST or `timeout`; ended is false on a timeout or when
     // the server closed the connection first.
     FcgiReply receive(std::chrono::milliseconds timeout = std::chrono::seconds(10));
