@@ -224,6 +224,10 @@ class Attempt {
             // 0 and 100.
             for (const char* a : {"-progress", "pipe:1", "-nostats", "-stats_period", "0.25"})
                 spec.argv.emplace_back(a);
+            // Four reports a second (about 200 bytes each) would fill the 1 MiB log in about 22
+            // minutes and push the reason of a late failure out of it; the log keeps ffmpeg's
+            // stderr.
+            spec.stdout_only_parsed = true;
         }
         spec.argv.insert(spec.argv.end(), args->begin(), args->end());
         spec.workdir = workdir_;

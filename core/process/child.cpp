@@ -119,7 +119,8 @@ Result<ChildOutcome> run_child(const ChildSpec& spec) {
     UniqueFd pidfd(open_pidfd(pid));
 
     ChildOutcome outcome;
-    OutputCollector output(log->first.get(), log->second, spec.on_stdout_line);
+    OutputCollector output(log->first.get(), log->second, spec.on_stdout_line,
+                           spec.stdout_only_parsed);
     std::vector<char> buffer(kReadChunk);
     const auto deadline = start + std::clamp(spec.timeout, 0ms, kMaxTimeout);
     Clock::time_point drain_deadline;

@@ -34,6 +34,10 @@ struct ChildSpec {
     std::uint64_t max_log_bytes = 1 << 20;  // the log stops growing past this (marked)
     // Called with each complete stdout line (without the newline), from the calling thread.
     std::function<void(std::string_view line)> on_stdout_line;
+    // stdout carries only machine-read lines (ffmpeg's -progress reports, several a second):
+    // they go to on_stdout_line but not to the log or the tail, which stay for what a person
+    // reads when a job fails, and which they would otherwise fill.
+    bool stdout_only_parsed = false;
     // Polled at least every 100 ms; when it becomes true the group is killed (cancelled).
     const std::atomic<bool>* stop = nullptr;
 };
@@ -43,7 +47,7 @@ struct ChildOutcome {
     int term_signal = 0;  // when it was killed by a signal
     bool timed_out = false;
     bool stopped = false;  // killed because *stop became true
-    std::string log_tail;  // the last ~4 KiB of stdout+stderr
+    std::string log_tail;  // the last ~4 KiB of stdout (unless only parsed) and stderr
     std::chrono::milliseconds duration{0};
 
     [[nodiscard]] bool succeeded() const {

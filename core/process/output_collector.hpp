@@ -21,13 +21,20 @@ inline constexpr std::string_view kTruncatedMarker = "[kiln: log truncated]\n";
 // Splits stdout into lines, keeps the size-capped log and the tail of stdout+stderr.
 class OutputCollector final {
   public:
+    // `stdout_only_parsed`: stdout goes to on_line only, not to the log and the tail.
     OutputCollector(int log_fd, std::uint64_t log_budget,
-                    const std::function<void(std::string_view)>& on_line)
-        : log_fd_(log_fd), log_left_(log_budget), on_line_(on_line) {}
+                    const std::function<void(std::string_view)>& on_line,
+                    bool stdout_only_parsed = false)
+        : log_fd_(log_fd),
+          log_left_(log_budget),
+          on_line_(on_line),
+          stdout_only_parsed_(stdout_only_parsed) {}
 
     void add(bool is_stdout, std::string_view data) {
-        append_log(data);
-        append_tail(data);
+        if (!is_stdout || !stdout_only_parsed_) {
+            append_log(data);
+            append_tail(data);
+        }
         if (is_stdout && on_line_) split_lines(data);
     }
 
@@ -117,6 +124,7 @@ class OutputCollector final {
     bool log_done_ = false;
     bool log_at_line_start_ = true;
     const std::function<void(std::string_view)>& on_line_;
+    const bool stdout_only_parsed_;
     std::string tail_;
     bool tail_cut_ = false;
     std::string line_;  // an unfinished stdout line, at most kMaxLineBytes

@@ -221,6 +221,17 @@ TEST_F(ChildRun, StdoutAndStderrGoToLogFileAndTail) {
               fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
 }
 
+TEST_F(ChildRun, StdoutOnlyParsedStaysOutOfTheLogAndTheTail) {
+    auto s = spec(sh("echo progress=continue; echo a-warning >&2; echo progress=end"));
+    s.log_file = dir_ / "job.log";
+    s.stdout_only_parsed = true;
+    auto r = run_child(s);
+    ASSERT_TRUE(r) << error_text(r);
+    EXPECT_EQ(read_file(s.log_file), "a-warning\n");
+    EXPECT_EQ(r->log_tail, "a-warning\n");
+    EXPECT_EQ(lines_, (std::vector<std::string>{"progress=continue", "progress=end"}));
+}
+
 TEST_F(ChildRun, LogFileIsAppendedToNotTruncated) {
     auto s = spec({"/bin/echo", "second"});
     s.log_file = dir_ / "job.log";
