@@ -49,16 +49,17 @@ class PooledConnections : public ::testing::Test {
 TEST_F(PooledConnections, OneConnectionCarriesManyRequests) {
     FcgiConnection conn(socket_);
     for (int i = 0; i < 50; ++i) {
-        conn.send(fcgi_get_params("/health"));
+        conn.send(fcgi_params("GET", "/health"));
         FcgiReply reply = conn.receive();
         ASSERT_TRUE(is_status(reply, 200)) << "request " << i << ": " << reply.stdout_data;
     }
     // Authenticated requests and a 404 on the same connection.
-    conn.send(fcgi_get_params("/api/v1/types", Stack::get().admin_token));
+    conn.send(fcgi_params("GET", "/api/v1/types", Stack::get().admin_token));
     FcgiReply types = conn.receive();
     EXPECT_TRUE(is_status(types, 200)) << types.stdout_data;
     EXPECT_NE(types.stdout_data.find("image.thumbnails"), std::string::npos);
-    conn.send(fcgi_get_params("/api/v1/jobs/AAAAAAAAAAAAAAAAAAAAAAAAAA", Stack::get().admin_token));
+    conn.send(
+        fcgi_params("GET", "/api/v1/jobs/AAAAAAAAAAAAAAAAAAAAAAAAAA", Stack::get().admin_token));
     EXPECT_TRUE(is_status(conn.receive(), 404));
     EXPECT_FALSE(conn.closed_by_server(std::chrono::milliseconds(200)));
 }
@@ -69,26 +70,25 @@ TEST_F(PooledConnections, IdleConnectionsBeyondTheThreadCountHoldNoThread) {
     std::vector<std::unique_ptr<FcgiConnection>> pool;
     for (int i = 0; i < pooled; ++i) {
         pool.push_back(std::make_unique<FcgiConnection>(socket_));
-        pool.back()->send(fcgi_get_params("/health"));
+        pool.back()->send(fcgi_params("GET", "/health"));
         FcgiReply reply = pool.back()->receive();
         ASSERT_TRUE(is_status(reply, 200))
             << "pooled connection " << i << ": " << reply.stdout_data;
     }
     // All 40 now sit idle and open, as in nginx's pool. A new connection is still served...
     FcgiConnection fresh(socket_);
-    fresh.send(fcgi_get_params("/health"));
+    fresh.send(fcgi_params("GET", "/health"));
     EXPECT_TRUE(is_status(fresh.receive(), 200));
     // ...and so is the next request on every pooled one, newest first.
     for (int i = pooled - 1; i >= 0; --i) {
-        pool[static_cast<std::size_t>(i)]->send(fcgi_get_params("/health"));
+        pool[static_cast<std::size_t>(i)]->send(fcgi_params("GET", "/health"));
         EXPECT_TRUE(is_status(pool[static_cast<std::size_t>(i)]->receive(), 200))
             << "second request on pooled connection " << i;
     }
 }
 
 TEST_F(PooledConnections, BodyNotReadToItsEndClosesTheConnection) {
-    auto params = fcgi_get_params("/api/v1/jobs", Stack::get().admin_token);
-    params[0].second = "POST";
+    auto params = fcgi_params("POST", "/api/v1/jobs", Stack::get().admin_token);
     params.emplace_back("CONTENT_TYPE", "multipart/form-data; boundary=x");
     FcgiConnection conn(socket_);
     // Declared far over the request size limit: refused before the body is read.
@@ -103,12 +103,11 @@ TEST_F(PooledConnections, BodyNotReadToItsEndClosesTheConnection) {
 TEST_F(PooledConnections, SigtermLetsTheUploadInProgressFinish) {
     const std::string body = multipart::upload(
         "image.thumbnails", "pattern.png", read_file(media::png()) + std::string(1 << 20, '\0'));
-    auto params = fcgi_get_params("/api/v1/jobs", Stack::get().admin_token);
-    params[0].second = "POST";
+    auto params = fcgi_params("POST", "/api/v1/jobs", Stack::get().admin_token);
     params.emplace_back("CONTENT_TYPE", multipart::content_type());
     FcgiConnection uploading(socket_);
     FcgiConnection idle(socket_);
-    idle.send(fcgi_get_params("/health"));
+    idle.send(fcgi_params("GET", "/health"));
     ASSERT_TRUE(is_status(idle.receive(), 200));
 
     const std::size_t half = body.size() / 2;
@@ -128,7 +127,7 @@ TEST_F(PooledConnections, SigtermLetsTheUploadInProgressFinish) {
 
 TEST_F(PooledConnections, RequestWithoutKeepConnClosesTheConnection) {
     FcgiConnection conn(socket_);
-    conn.send(fcgi_get_params("/health"), "", std::nullopt, /*keep_connection=*/false);
+    conn.send(fcgi_params("GET", "/health"), "", std::nullopt, /*keep_connection=*/false);
     EXPECT_TRUE(is_status(conn.receive(), 200));
     EXPECT_TRUE(conn.closed_by_server());
 }

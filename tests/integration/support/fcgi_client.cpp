@@ -150,10 +150,11 @@ bool FcgiConnection::closed_by_server(std::chrono::milliseconds timeout) {
     return false;
 }
 
-std::vector<std::pair<std::string, std::string>> fcgi_get_params(const std::string& path,
-                                                                 const std::string& token) {
+std::vector<std::pair<std::string, std::string>> fcgi_params(const std::string& method,
+                                                             const std::string& path,
+                                                             const std::string& token) {
     std::vector<std::pair<std::string, std::string>> params = {
-        {"REQUEST_METHOD", "GET"}, {"DOCUMENT_URI", path}, {"QUERY_STRING", ""}};
+        {"REQUEST_METHOD", method}, {"DOCUMENT_URI", path}, {"QUERY_STRING", ""}};
     if (!token.empty()) params.emplace_back("HTTP_AUTHORIZATION", "Bearer " + token);
     return params;
 }

@@ -47,8 +47,9 @@ class FcgiConnection {
     int fd_ = -1;
 };
 
-// The params of a GET from nginx for `path`, with the bearer `token` when not empty.
-std::vector<std::pair<std::string, std::string>> fcgi_get_params(const std::string& path,
-                                                                 const std::string& token = "");
+// The params nginx sends for `method` on `path`, with the bearer `token` when not empty.
+std::vector<std::pair<std::string, std::string>> fcgi_params(const std::string& method,
+                                                             const std::string& path,
+                                                             const std::string& token = "");
 
 }  // namespace kiln::test

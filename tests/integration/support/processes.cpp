@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "tests/integration/support/fcgi_client.hpp"
 #include "tests/integration/support/stack.hpp"
 
 namespace kiln::test {
@@ -83,8 +84,7 @@ std::unique_ptr<SpawnedProcess> start_private_api(const EnvOverrides& env,
 std::string fcgi_request(const std::filesystem::path& socket, const std::string& method,
                          const std::string& path, const std::string& token, const std::string& body,
                          const std::string& content_type) {
-    EnvOverrides cgi = {{"REQUEST_METHOD", method}, {"DOCUMENT_URI", path}, {"QUERY_STRING", ""}};
-    if (!token.empty()) cgi.emplace_back("HTTP_AUTHORIZATION", "Bearer " + token);
+    EnvOverrides cgi = fcgi_params(method, path, token);
     std::filesystem::path body_file;
     if (!body.empty()) {
         cgi.emplace_back("CONTENT_TYPE", content_type);
