@@ -138,19 +138,19 @@ class Attempt {
     // logs/{job}/attempt-001.log, -002, ...: numbered by the logs already there, so a job
     // retried with fresh attempts keeps its earlier logs, and names sort in order.
     void keep_log() {
-        std::error_code ec;
-        // A program that printed nothing leaves no log (and no logs/{job}/ directory).
-        if (!fs::exists(log_file_, ec) || fs::file_size(log_file_, ec) == 0) return;
-        // Clients download logs: paths in them are made relative to the storage root too.
         // The log is capped (max_log_bytes), so it is read whole.
         std::string text;
         {
             std::ifstream in(log_file_, std::ios::binary);
             text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
         }
+        // A program that printed nothing leaves no log (and no logs/{job}/ directory).
+        if (text.empty()) return;
+        // Clients download logs: paths in them are made relative to the storage root too.
         if (std::string redacted = relative_to_storage(text); redacted != text) {
             std::ofstream(log_file_, std::ios::binary | std::ios::trunc) << redacted;
         }
+        std::error_code ec;
         fs::path dir = storage_.root() / "logs" / job_.id;
         fs::create_directories(dir, ec);
         std::size_t existing = 0;

@@ -18,13 +18,12 @@ inline constexpr std::size_t kTailBytes = 4096;
 inline constexpr std::size_t kMaxLineBytes = 64 * 1024;
 inline constexpr std::string_view kTruncatedMarker = "[kiln: log truncated]\n";
 
-// Splits stdout into lines, keeps the size-capped log and the tail of stdout+stderr.
+// Splits stdout into lines, keeps the size-capped log and the tail of stdout+stderr (of stderr
+// only when `stdout_only_parsed`: stdout then goes to on_line alone).
 class OutputCollector final {
   public:
-    // `stdout_only_parsed`: stdout goes to on_line only, not to the log and the tail.
     OutputCollector(int log_fd, std::uint64_t log_budget,
-                    const std::function<void(std::string_view)>& on_line,
-                    bool stdout_only_parsed = false)
+                    const std::function<void(std::string_view)>& on_line, bool stdout_only_parsed)
         : log_fd_(log_fd),
           log_left_(log_budget),
           on_line_(on_line),
