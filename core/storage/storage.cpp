@@ -21,6 +21,15 @@ Result<> sync_directory(const fs::path& dir) {
     return {};
 }
 
+// Makes a file's contents durable before it is published: a file written by another program
+// (a converter's output) has never been synced.
+Result<> sync_file_data(const fs::path& file) {
+    util::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd.valid()) return fail_errno("open(" + file.string() + ")", errno);
+    if (::fdatasync(fd.get()) != 0) return fail_errno("fdatasync(" + file.string() + ")", errno);
+    return {};
+}
+
 Result<> make_dir(const fs::path& dir) {
     std::error_code ec;
     fs::create_directories(dir, ec);
@@ -144,6 +153,7 @@ Result<std::unique_ptr<FileWriter>> Staging::create(const std::string& name) {
 }
 
 Result<> Staging::adopt(const fs::path& file, const std::string& name) {
+    if (auto r = sync_file_data(file); !r) return r;
     const fs::path target = dir_ / name;
     if (::rename(file.c_str(), target.c_str()) != 0) {
         return fail_errno("rename(" + file.string() + ")", errno);
@@ -158,6 +168,10 @@ void Staging::remove(const std::string& name) noexcept {
 
 Result<> Staging::commit() {
     if (committed_) return {};  // a retried recording publishes again: nothing left to do
+    // The files' names live in the staging directory: without this sync a crash after the
+    // rename can publish a directory whose entries never reached the disk (ext4 without a
+    // journal, for one, writes a directory's blocks only when it is synced).
+    if (auto r = sync_directory(dir_); !r) return r;
     int rc = ::rename(dir_.c_str(), final_dir_.c_str());
     if (rc != 0 && (errno == ENOTEMPTY || errno == EEXIST)) {
         // The final directory is a dead attempt's leftover: replace it.

@@ -66,11 +66,12 @@ class Staging final {
 
     // `name` must already be sanitised (a single safe path component).
     [[nodiscard]] Result<std::unique_ptr<FileWriter>> create(const std::string& name);
-    // Moves an existing file (same file system) into the staging area as `name`.
+    // Moves an existing file (same file system) into the staging area as `name`, after syncing
+    // its contents (fdatasync).
     [[nodiscard]] Result<> adopt(const std::filesystem::path& file, const std::string& name);
     // Removes one staged file (e.g. rejected by type checking).
     void remove(const std::string& name) noexcept;
-    // Renames the staging directory to its final place and syncs the parent directory. An
+    // Syncs the staging directory, renames it to its final place and syncs the parent. An
     // existing final directory (left by an attempt that died before recording) is replaced.
     [[nodiscard]] Result<> commit();
     // Undoes a commit (the row could not be recorded): removes the final directory.
