@@ -160,8 +160,8 @@ class UploadCollector final : public http::MultipartHandler {
     std::set<std::string> taken_names_;
 };
 
-// Reads the whole multipart body through the parser. Fails when the client sent less than its
-// Content-Length (it went away) or the body is malformed.
+// Reads the whole multipart body through the parser. Fails when the body ends before its
+// Content-Length or breaks off (the client went away), or is malformed.
 Result<> stream_multipart(http::Request& request, const std::string& boundary,
                           const ApiConfig& limits, UploadCollector& collector) {
     http::MultipartLimits mp;
@@ -172,18 +172,9 @@ Result<> stream_multipart(http::Request& request, const std::string& boundary,
     // up as 8 % of kiln-api's time under load.
     thread_local const std::unique_ptr<char[]> buffer =
         std::make_unique_for_overwrite<char[]>(read_chunk_bytes);
-    std::uint64_t remaining = *request.content_length;
-    while (remaining > 0) {
-        std::size_t want =
-            static_cast<std::size_t>(std::min<std::uint64_t>(remaining, read_chunk_bytes));
-        std::size_t got = request.body->read(buffer.get(), want);
-        if (got == 0) {
-            return fail(ErrorCode::invalid_request,
-                        "the request body ended before its Content-Length");
-        }
-        remaining -= got;
-        if (auto r = parser.feed(std::string_view(buffer.get(), got)); !r) return r;
-    }
+    auto r = http::read_body(request, limits.max_request_bytes, buffer.get(), read_chunk_bytes,
+                             [&](std::string_view data) { return parser.feed(data); });
+    if (!r) return r;
     return parser.finish();
 }
 
@@ -312,13 +303,8 @@ Result<http::Response> replay(Context& ctx, const jobs::IdempotencyRecord& recor
 
 Result<http::Response> create_job(Context& ctx, http::Request& request) {
     const ApiConfig& limits = ctx.app.config.api;
-    if (!request.content_length) {
-        return fail(ErrorCode::length_required, "a Content-Length header is required");
-    }
-    if (*request.content_length > limits.max_request_bytes) {
-        return fail(
-            ErrorCode::payload_too_large,
-            "the request is larger than " + std::to_string(limits.max_request_bytes) + " bytes");
+    if (auto r = http::check_body_length(request, limits.max_request_bytes); !r) {
+        return std::unexpected(r.error());
     }
 
     jobs::NewJob job;

@@ -35,6 +35,11 @@ class FcgiBodyReader final : public BodyReader {
         consumed_ += static_cast<std::uint64_t>(n);
         return static_cast<std::size_t>(n);
     }
+    // libfcgi closes the stream both at the empty stdin record that ends the body and when the
+    // connection breaks; only the first leaves no error.
+    bool complete() const override {
+        return FCGX_HasSeenEOF(in_) == EOF && FCGX_GetError(in_) == 0;
+    }
     std::uint64_t consumed() const { return consumed_; }
 
   private:
@@ -88,7 +93,8 @@ void write_response(FCGX_Request& req, const Response& response) {
 // nginx, which has not sent the whole body, does not pool it either.
 bool ready_for_next_request(FCGX_Request& req, const Request& request, const FcgiBodyReader& body) {
     if (req.keepConnection == 0) return false;
-    if (body.consumed() != request.content_length.value_or(0)) return false;
+    // (A chunked body has no length to compare with: the probe below finds what is left.)
+    if (request.content_length && body.consumed() != *request.content_length) return false;
     char probe;
     // At the end of the body this reads only the empty stdin record nginx sends after it.
     return FCGX_GetStr(&probe, 1, req.in) == 0 && FCGX_HasSeenEOF(req.in) == EOF &&

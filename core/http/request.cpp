@@ -2,6 +2,8 @@
 
 #include <cgicc/CgiUtils.h>
 
+#include <algorithm>
+
 namespace kiln::http {
 
 Result<std::map<std::string, std::string>> parse_query(std::string_view query) {
@@ -24,22 +26,50 @@ Result<std::map<std::string, std::string>> parse_query(std::string_view query) {
     return out;
 }
 
-Result<std::string> read_small_body(Request& request, std::size_t limit) {
-    if (!request.content_length) {
+Result<> check_body_length(const Request& request, std::uint64_t limit) {
+    if (!request.content_length && !request.chunked) {
         return fail(ErrorCode::length_required, "a Content-Length header is required");
     }
-    if (*request.content_length > limit) {
+    if (request.content_length && *request.content_length > limit) {
         return fail(ErrorCode::payload_too_large,
                     "the body is larger than " + std::to_string(limit) + " bytes");
     }
-    std::string body(*request.content_length, '\0');
-    std::size_t got = 0;
-    while (got < body.size()) {
-        std::size_t n = request.body->read(body.data() + got, body.size() - got);
+    return {};
+}
+
+Result<> read_body(Request& request, std::uint64_t limit, char* buffer, std::size_t buffer_size,
+                   const std::function<Result<>(std::string_view)>& consume) {
+    if (auto r = check_body_length(request, limit); !r) return r;
+    // A chunked body may run to the limit; one with a length stops there.
+    const std::uint64_t expected = request.content_length.value_or(limit + 1);
+    std::uint64_t got = 0;
+    while (got < expected) {
+        const auto want =
+            static_cast<std::size_t>(std::min<std::uint64_t>(expected - got, buffer_size));
+        const std::size_t n = request.body->read(buffer, want);
         if (n == 0) break;
         got += n;
+        if (got > limit) {
+            return fail(ErrorCode::payload_too_large,
+                        "the body is larger than " + std::to_string(limit) + " bytes");
+        }
+        if (auto r = consume(std::string_view(buffer, n)); !r) return r;
     }
-    if (got != body.size()) return fail(ErrorCode::invalid_request, "the body ended early");
+    const bool whole =
+        request.content_length ? got == *request.content_length : request.body->complete();
+    if (!whole) return fail(ErrorCode::invalid_request, "the request body ended early");
+    return {};
+}
+
+Result<std::string> read_small_body(Request& request, std::size_t limit) {
+    std::string body;
+    char buffer[16 * 1024];
+    auto r =
+        read_body(request, limit, buffer, sizeof buffer, [&](std::string_view data) -> Result<> {
+            body.append(data);
+            return {};
+        });
+    if (!r) return std::unexpected(r.error());
     return body;
 }
 

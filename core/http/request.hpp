@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -17,8 +18,11 @@ class BodyReader {
   public:
     virtual ~BodyReader() = default;
     // Up to `size` bytes; 0 at the end of the body or when the client went away (the caller
-    // compares what it got with Content-Length).
+    // compares what it got with Content-Length, or asks complete() for a chunked body).
     virtual std::size_t read(char* buffer, std::size_t size) = 0;
+    // After read() returned 0: true when the body's end arrived, false when the stream broke
+    // off (the client went away mid-upload).
+    [[nodiscard]] virtual bool complete() const = 0;
 };
 
 struct Request {
@@ -27,7 +31,9 @@ struct Request {
     std::string query_string;
     std::string content_type;
     std::optional<std::uint64_t> content_length;  // nullopt when absent
-    bool chunked = false;                         // Transfer-Encoding without a length
+    // Transfer-Encoding: chunked, without a length: nginx streams such a body to kiln-api
+    // (fastcgi_request_buffering off) and its size is known only at its end.
+    bool chunked = false;
     std::string authorization;
     std::string idempotency_key;
     BodyReader* body = nullptr;
@@ -37,8 +43,18 @@ struct Request {
 // Fails with invalid_request when the query string is longer than 4 KiB.
 Result<std::map<std::string, std::string>> parse_query(std::string_view query);
 
-// Reads a whole small body (JSON) of at most `limit` bytes. Fails with payload_too_large above
-// the limit and invalid_request when the body is shorter than its Content-Length.
+// Checks that the request has a body whose size is known (Content-Length) or will be (chunked);
+// fails with length_required otherwise, and with payload_too_large when its Content-Length is
+// above `limit`.
+Result<> check_body_length(const Request& request, std::uint64_t limit);
+
+// Reads the whole body in chunks through `consume`, at most `limit` bytes (payload_too_large
+// beyond, checked as it arrives for a chunked body). Fails with invalid_request when the body
+// ends before its Content-Length or breaks off (the client went away).
+Result<> read_body(Request& request, std::uint64_t limit, char* buffer, std::size_t buffer_size,
+                   const std::function<Result<>(std::string_view)>& consume);
+
+// Reads a whole small body (JSON) of at most `limit` bytes, with read_body's errors.
 Result<std::string> read_small_body(Request& request, std::size_t limit);
 
 }  // namespace kiln::http

@@ -71,7 +71,7 @@ TEST_F(Errors, WrongMethodIs405WithAllow) {
 }
 
 TEST_F(Errors, PostWithoutContentLengthIs411) {
-    // (A chunked body is buffered by nginx and arrives with a length, so it is served.)
+    // (A chunked body has no length either, but an end: it is served, see uploads_test.)
     std::string reply = raw_http(
         stack.url,
         "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\n"

@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 #include "core/util/crypto.hpp"
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/media.hpp"
+#include "tests/integration/support/multipart.hpp"
 #include "tests/integration/support/stack.hpp"
 
 namespace kiln::test {
@@ -70,6 +72,51 @@ TEST_F(Uploads, AClientThatDisconnectsMidUploadLeavesNoRowAndNoFile) {
     EXPECT_EQ(stack.job_rows(), rows);
     EXPECT_EQ(stack.files_in("sources").size(), sources);
     // And the service is still there.
+    EXPECT_EQ(client.get("/api/v1/types").status, 200);
+}
+
+// Clients that stream a body of unknown size (curl -T -, HTTP libraries given a generator) send
+// it chunked: nginx passes it through unbuffered and without a length.
+TEST_F(Uploads, AChunkedUploadIsStoredWhole) {
+    const std::string png = read_file(media::png());
+    auto r =
+        client.send("POST", "/api/v1/jobs", multipart::upload("image.thumbnails", "c.png", png),
+                    {"Content-Type: " + multipart::content_type(), "Transfer-Encoding: chunked"});
+    ASSERT_EQ(r.status, 201) << r.body;
+    const auto& source = r.json()["sources"][0];
+    EXPECT_EQ(source["size"], png.size());
+    EXPECT_EQ(source["sha256"], util::sha256_hex(png));
+    const std::string id = r.json()["id"];
+    EXPECT_EQ(read_file(stack.config.storage_root / "sources" / id / "c.png"), png);
+
+    auto json = client.send("POST", "/api/v1/jobs", R"({"type":"test.noop"})",
+                            {"Content-Type: application/json", "Transfer-Encoding: chunked"});
+    EXPECT_EQ(json.status, 201) << json.body;
+    EXPECT_EQ(json.json()["type"], "test.noop");
+}
+
+TEST_F(Uploads, AClientThatDisconnectsMidChunkedUploadLeavesNoRowAndNoFile) {
+    const auto rows = stack.job_rows();
+    const auto sources = stack.files_in("sources").size();
+    const std::string body = multipart::field("type", "video.transcode") +
+                             multipart::file_head("; filename=\"cut.mp4\"", "video/mp4") +
+                             read_file(media::mp4());
+    std::ostringstream chunk;
+    chunk << std::hex << body.size() << "\r\n" << body << "\r\n";
+    std::string request =
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " +
+        stack.admin_token + "\r\nContent-Type: " + multipart::content_type() +
+        "\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk.str();
+    raw_http(stack.url, request, /*close_early=*/true);
+
+    bool clean = false;
+    for (int i = 0; i < 100 && !clean; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        clean = stack.files_in("tmp").empty();
+    }
+    EXPECT_TRUE(clean) << "staging files remain";
+    EXPECT_EQ(stack.job_rows(), rows);
+    EXPECT_EQ(stack.files_in("sources").size(), sources);
     EXPECT_EQ(client.get("/api/v1/types").status, 200);
 }
 
