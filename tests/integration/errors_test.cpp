@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <vector>
 
 #include "core/util/crypto.hpp"
 #include "tests/integration/support/http_client.hpp"
@@ -198,6 +200,84 @@ TEST_F(Errors, UnknownTypeIs422) {
     auto r = client.post_multipart("/api/v1/jobs",
                                    {{"type", "video.explode"}, {"file", "", media::mp4()}});
     expect_problem_and_nothing_kept(r, 422, "unknown_type", rows, files);
+}
+
+// What raw_http read: the status line's code, the header block and the body.
+struct RawReply {
+    int status = 0;
+    std::string head;
+    std::string body;
+};
+
+RawReply parse_reply(const std::string& reply) {
+    RawReply r;
+    if (reply.rfind("HTTP/1.1 ", 0) == 0) r.status = std::atoi(reply.c_str() + 9);
+    const auto end = reply.find("\r\n\r\n");
+    r.head = reply.substr(0, end);
+    if (end != std::string::npos) r.body = reply.substr(end + 4);
+    return r;
+}
+
+// Requests nginx refuses before (or instead of) kiln-api still get a problem document, not
+// nginx's HTML page.
+TEST_F(Errors, ErrorsNginxAnswersItselfAreProblems) {
+    struct Case {
+        std::string what;
+        std::string request;
+        int status;
+        std::string code;
+    };
+    const std::string auth = "Authorization: Bearer " + stack.admin_token + "\r\n";
+    const std::string end = "Host: localhost\r\nConnection: close\r\n\r\n";
+    const std::vector<Case> cases = {
+        {"unparsable request line", "GARBAGE\r\n\r\n", 400, "invalid_request"},
+        {"NUL in the path", "GET /api/v1/jobs/a%00b HTTP/1.1\r\n" + auth + end, 400,
+         "invalid_request"},
+        {"header line over 8 KiB",
+         "GET /api/v1/types HTTP/1.1\r\nX-Big: " + std::string(9000, 'a') + "\r\n" + auth + end,
+         400, "invalid_request"},
+        {"URI over 8 KiB", "GET /api/v1/jobs/" + std::string(9000, 'a') + " HTTP/1.1\r\n" + end,
+         414, "uri_too_long"},
+        {"TRACE on the API", "TRACE /api/v1/jobs HTTP/1.1\r\n" + auth + end, 405,
+         "method_not_allowed"},
+        {"TRACE on the dashboard", "TRACE / HTTP/1.1\r\n" + end, 405, "method_not_allowed"},
+        {"POST to a static file", "POST /index.html HTTP/1.1\r\nContent-Length: 1\r\n" + end + "x",
+         405, "method_not_allowed"},
+        {"missing static file", "GET /no-such-file.css HTTP/1.1\r\n" + end, 404, "not_found"},
+        {"unknown transfer coding",
+         "POST /api/v1/jobs HTTP/1.1\r\nTransfer-Encoding: gzip\r\n" + auth + end, 501,
+         "not_implemented"},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.what);
+        const RawReply reply = parse_reply(raw_http(stack.url, c.request));
+        EXPECT_EQ(reply.status, c.status) << reply.head;
+        EXPECT_NE(reply.head.find("Content-Type: application/problem+json"), std::string::npos)
+            << reply.head;
+        const auto body = nlohmann::json::parse(reply.body, nullptr, false);
+        ASSERT_TRUE(body.is_object()) << reply.body;
+        EXPECT_EQ(body["code"], c.code);
+        EXPECT_EQ(body["status"], c.status);
+        if (c.status == 405) EXPECT_NE(reply.head.find("\r\nAllow: GET, HEAD"), std::string::npos);
+    }
+    // kiln-api knows the API's methods: its Allow header for the TRACE, not nginx's.
+    const RawReply trace =
+        parse_reply(raw_http(stack.url, "TRACE /api/v1/jobs HTTP/1.1\r\n" + auth + end));
+    EXPECT_NE(trace.head.find("\r\nAllow: GET, HEAD, POST"), std::string::npos) << trace.head;
+}
+
+TEST_F(Errors, RangeBeyondADownloadsEndIs416WithItsSize) {
+    auto created = client.post_multipart(
+        "/api/v1/jobs", {{"type", "test.noop"}, {"file", "", media::png(), "r.png"}});
+    ASSERT_EQ(created.status, 201) << created.body;
+    const std::string id = created.json()["id"];
+    const auto size = created.json()["sources"][0]["size"].get<std::uint64_t>();
+    auto r = client.send("GET", "/api/v1/jobs/" + id + "/sources/r.png", "",
+                         {"Range: bytes=" + std::to_string(size + 10) + "-"});
+    EXPECT_EQ(r.status, 416);
+    EXPECT_EQ(r.header("content-type"), "application/problem+json");
+    EXPECT_EQ(r.code(), "range_not_satisfiable");
+    EXPECT_EQ(r.header("content-range"), "bytes */" + std::to_string(size));
 }
 
 }  // namespace
