@@ -113,15 +113,16 @@ Result<> apply_file(const toml::table& root, Config& cfg) {
 
     const auto* api = section(root, "api");
     if (api != nullptr) {
-        if (auto r = check_keys(
-                *api, "api",
-                {"listen", "threads", "max_request_bytes", "max_parts", "max_part_header_bytes",
-                 "max_field_bytes", "max_json_body_bytes", "queue_position_cap"});
+        if (auto r = check_keys(*api, "api",
+                                {"listen", "threads", "upload_threads", "max_request_bytes",
+                                 "max_parts", "max_part_header_bytes", "max_field_bytes",
+                                 "max_json_body_bytes", "queue_position_cap"});
             !r)
             return r;
     }
     auto& a = cfg.api;
     for (auto r : {read(api, "api", "listen", a.listen), read(api, "api", "threads", a.threads),
+                   read(api, "api", "upload_threads", a.upload_threads),
                    read(api, "api", "max_request_bytes", a.max_request_bytes),
                    read(api, "api", "max_parts", a.max_parts),
                    read(api, "api", "max_part_header_bytes", a.max_part_header_bytes),
@@ -181,6 +182,8 @@ Result<> apply_environment(Config& cfg) {
 Result<> validate(const Config& cfg) {
     if (cfg.api.threads == 0 || cfg.api.threads > 1024)
         return fail(ErrorCode::config, "config: api.threads must be 1..1024");
+    if (cfg.api.upload_threads == 0 || cfg.api.upload_threads > 1024)
+        return fail(ErrorCode::config, "config: api.upload_threads must be 1..1024");
     if (cfg.worker.slots == 0 || cfg.worker.slots > 256)
         return fail(ErrorCode::config, "config: worker.slots must be 1..256");
     if (cfg.storage_root.empty() || !cfg.storage_root.is_absolute())

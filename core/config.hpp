@@ -32,7 +32,8 @@ struct DatabaseConfig {
 
 struct ApiConfig {
     std::string listen = "/run/kiln/api.sock";
-    unsigned threads = 16;
+    unsigned threads = 16;         // requests without a body: reads, downloads, cancels
+    unsigned upload_threads = 16;  // requests with a body: uploads (see FcgiServer)
     std::uint64_t max_request_bytes = 4ull << 30;
     std::size_t max_parts = 16;
     std::size_t max_part_header_bytes = 8192;

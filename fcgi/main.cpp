@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
 
     log::info("kiln-api ready", {{"listen", config->api.listen},
                                  {"threads", config->api.threads},
+                                 {"upload_threads", config->api.upload_threads},
                                  {"converters", app.converters.size()}});
     util::notify("READY=1");
     auto magic_database = magic::Database::load();
@@ -86,12 +87,12 @@ int main(int argc, char** argv) {
                    {{"error", magic_database.error().describe()}});
         return 2;
     }
-    auto ran =
-        (*server)->run(config->api.threads, [&]() -> Result<std::unique_ptr<http::ThreadHandler>> {
-            auto magic = magic::Detector::open(*magic_database);
-            if (!magic) return std::unexpected(magic.error());
-            return std::make_unique<api::ApiHandler>(app, std::move(*magic));
-        });
+    auto ran = (*server)->run(config->api.threads, config->api.upload_threads,
+                              [&]() -> Result<std::unique_ptr<http::ThreadHandler>> {
+                                  auto magic = magic::Detector::open(*magic_database);
+                                  if (!magic) return std::unexpected(magic.error());
+                                  return std::make_unique<api::ApiHandler>(app, std::move(*magic));
+                              });
     if (!ran) {
         log::error("cannot start", {{"error", ran.error().describe()}});
         return 1;

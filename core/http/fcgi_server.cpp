@@ -157,6 +157,13 @@ Result<std::unique_ptr<FcgiServer>> FcgiServer::open(const std::string& socket_p
         new FcgiServer(fd, std::move(owned_path), std::move(epoll_fd), std::move(stop_fd)));
 }
 
+FcgiServer::FcgiServer(int fd, std::string owned_path, util::UniqueFd epoll_fd,
+                       util::UniqueFd stop_fd)
+    : listen_fd_(fd),
+      owned_path_(std::move(owned_path)),
+      epoll_fd_(std::move(epoll_fd)),
+      stop_fd_(std::move(stop_fd)) {}
+
 FcgiServer::~FcgiServer() {
     if (!owned_path_.empty()) {
         ::close(listen_fd_);
@@ -164,18 +171,46 @@ FcgiServer::~FcgiServer() {
     }
 }
 
+// A request whose params libfcgi has read: a request thread's current one, or an upload on its
+// way to an upload thread.
+struct FcgiServer::AcceptedRequest {
+    AcceptedRequest() { FCGX_InitRequest(&req, -1, 0); }
+    ~AcceptedRequest() { FCGX_Free(&req, 1); }
+    AcceptedRequest(const AcceptedRequest&) = delete;
+    AcceptedRequest& operator=(const AcceptedRequest&) = delete;
+    FCGX_Request req;
+    Request request;
+};
+
 Result<> FcgiServer::run(
-    unsigned threads, const std::function<Result<std::unique_ptr<ThreadHandler>>()>& make_handler) {
+    unsigned request_threads, unsigned upload_threads,
+    const std::function<Result<std::unique_ptr<ThreadHandler>>()>& make_handler) {
     // Handlers are made up front so a broken set-up fails start-up instead of one thread.
     std::vector<std::unique_ptr<ThreadHandler>> handlers;
-    for (unsigned i = 0; i < threads; ++i) {
+    for (unsigned i = 0; i < request_threads + upload_threads; ++i) {
         auto h = make_handler();
         if (!h) return std::unexpected(h.error());
         handlers.push_back(std::move(*h));
     }
-    std::vector<std::thread> pool;
-    for (auto& h : handlers) pool.emplace_back([this, &h] { serve_loop(*h); });
-    for (auto& t : pool) t.join();
+    // Uploads waiting for a thread hold a connection and their buffers each (and nginx holds
+    // their clients): up to 8 waiting per upload thread, beyond which an upload is answered 503
+    // at once.
+    max_admitted_uploads_ = 9 * std::size_t{upload_threads};
+    std::vector<std::thread> requests;
+    std::vector<std::thread> uploads;
+    for (unsigned i = 0; i < request_threads; ++i) {
+        requests.emplace_back([this, &h = *handlers[i]] { serve_loop(h); });
+    }
+    for (unsigned i = request_threads; i < handlers.size(); ++i) {
+        uploads.emplace_back([this, &h = *handlers[i]] { upload_loop(h); });
+    }
+    for (auto& t : requests) t.join();
+    {
+        std::lock_guard lock(uploads_mutex_);
+        request_threads_done_ = true;
+    }
+    upload_queued_.notify_all();
+    for (auto& t : uploads) t.join();
     return {};
 }
 
@@ -215,13 +250,13 @@ void FcgiServer::accept_pending() {
 }
 
 void FcgiServer::serve_loop(ThreadHandler& handler) {
-    FCGX_Request req;
     // No listening socket for libfcgi: this loop accepts and hands it connections, so a failed
     // connection makes FCGX_Accept_r return instead of blocking in its own accept.
-    FCGX_InitRequest(&req, -1, 0);
+    auto current = std::make_unique<AcceptedRequest>();
     while (true) {
         const int fd = next_connection();
         if (fd < 0) break;
+        FCGX_Request& req = current->req;
         // FCGX_Accept_r first finishes the previous request and, unless that one kept its
         // connection, closes req.ipcFd: mark it kept so the connection handed over survives.
         req.keepConnection = 1;
@@ -229,22 +264,69 @@ void FcgiServer::serve_loop(ThreadHandler& handler) {
         // Reads the request's begin record and params; on a closed or broken connection it
         // closes the descriptor and fails.
         if (FCGX_Accept_r(&req) < 0) continue;
-        Request request = to_request(req);
-        FcgiBodyReader body(req.in);
-        request.body = &body;
-        Response response = handler.handle(request);
-        write_response(req, response);
-        const bool keep = ready_for_next_request(req, request, body) && !stopping_.load();
-        if (!keep) req.keepConnection = 0;
-        FCGX_Finish_r(&req);
-        if (req.ipcFd >= 0) {
-            // nginx pools the connection (fastcgi_keep_conn): its next request is waited for
-            // in the epoll set, not by blocking this thread on it.
-            if (!watch(epoll_fd_.get(), req.ipcFd, true)) ::close(req.ipcFd);
-            req.ipcFd = -1;
+        current->request = to_request(req);
+        if (current->request.chunked || current->request.content_length.value_or(0) > 0) {
+            if (queue_upload(current)) {
+                current = std::make_unique<AcceptedRequest>();
+                continue;
+            }
+            log::warning("upload refused: every upload thread is busy and the queue is full",
+                         {{"uploads_admitted", max_admitted_uploads_}});
+            Response busy = problem(Error{ErrorCode::unavailable, "too many uploads waiting", ""});
+            write_response(req, busy);
+            req.keepConnection = 0;  // its body is unread
+            FCGX_Finish_r(&req);
+            continue;
         }
+        serve(req, current->request, handler);
     }
-    FCGX_Free(&req, 1);
+}
+
+bool FcgiServer::queue_upload(std::unique_ptr<AcceptedRequest>& upload) {
+    {
+        std::lock_guard lock(uploads_mutex_);
+        // Counted from the hand-over to the end of the upload, so that a burst is measured
+        // against the upload threads plus the queue, however fast the threads take their next.
+        if (admitted_uploads_ >= max_admitted_uploads_) return false;
+        ++admitted_uploads_;
+        // The request moves as a whole: libfcgi's streams point back into its FCGX_Request.
+        uploads_.push_back(std::move(upload));
+    }
+    upload_queued_.notify_one();
+    return true;
+}
+
+void FcgiServer::upload_loop(ThreadHandler& handler) {
+    while (true) {
+        std::unique_ptr<AcceptedRequest> upload;
+        {
+            std::unique_lock lock(uploads_mutex_);
+            upload_queued_.wait(lock, [&] { return !uploads_.empty() || request_threads_done_; });
+            // Stopping: the uploads already handed over are still served.
+            if (uploads_.empty()) return;
+            upload = std::move(uploads_.front());
+            uploads_.pop_front();
+        }
+        serve(upload->req, upload->request, handler);
+        std::lock_guard lock(uploads_mutex_);
+        --admitted_uploads_;
+    }
+}
+
+void FcgiServer::serve(FCGX_Request& req, Request& request, ThreadHandler& handler) {
+    FcgiBodyReader body(req.in);
+    request.body = &body;
+    Response response = handler.handle(request);
+    write_response(req, response);
+    const bool keep = ready_for_next_request(req, request, body) && !stopping_.load();
+    if (!keep) req.keepConnection = 0;
+    FCGX_Finish_r(&req);
+    if (req.ipcFd >= 0) {
+        // nginx pools the connection (fastcgi_keep_conn): its next request is waited for in the
+        // epoll set, not by blocking this thread on it.
+        if (!watch(epoll_fd_.get(), req.ipcFd, true)) ::close(req.ipcFd);
+        req.ipcFd = -1;
+    }
 }
 
 void FcgiServer::stop() {

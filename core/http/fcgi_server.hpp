@@ -1,19 +1,26 @@
 #pragma once
 // The FastCGI side of kiln-api: a listening socket (a unix socket path, or the one systemd
-// passes), and a pool of threads, each with its own FCGX_Request, that wait in one epoll set for
-// a new connection or for the next request on a connection nginx keeps (fastcgi_keep_conn), so
-// an idle pooled connection never holds a thread. libfcgi parses the records; this is the only
-// file pair that includes <fcgiapp.h>.
+// passes), and a pool of request threads that wait in one epoll set for a new connection or for
+// the next request on a connection nginx keeps (fastcgi_keep_conn), so an idle pooled connection
+// never holds a thread. A request with a body (an upload) is handed to a second pool, the upload
+// threads: a client may take minutes to send one, and uploads in progress must not leave no
+// thread for the polls and downloads of everyone else. libfcgi parses the records; this is the
+// only file pair that includes <fcgiapp.h>.
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/http/request.hpp"
 #include "core/http/response.hpp"
 #include "core/result.hpp"
 #include "core/util/fd.hpp"
+
+struct FCGX_Request;  // <fcgiapp.h>
 
 namespace kiln::http {
 
@@ -32,22 +39,27 @@ class FcgiServer final {
     static Result<std::unique_ptr<FcgiServer>> open(const std::string& socket_path);
     ~FcgiServer();
 
-    // Runs `threads` serving loops until stop(); each thread calls `make_handler` first.
-    // Fails with config when a handler cannot be made (e.g. the magic database is missing).
-    Result<> run(unsigned threads,
+    // Runs `request_threads` serving loops and `upload_threads` upload loops until stop(), with
+    // one handler each from `make_handler`. Fails with config when a handler cannot be made
+    // (e.g. the magic database is missing).
+    Result<> run(unsigned request_threads, unsigned upload_threads,
                  const std::function<Result<std::unique_ptr<ThreadHandler>>()>& make_handler);
 
-    // Thread-safe (called from the signal-handling thread). Requests in progress complete and
-    // their connections close; no new request is read.
+    // Thread-safe (called from the signal-handling thread). No new request is read; requests in
+    // progress and uploads already handed over complete, and their connections close.
     void stop();
 
   private:
-    FcgiServer(int fd, std::string owned_path, util::UniqueFd epoll_fd, util::UniqueFd stop_fd)
-        : listen_fd_(fd),
-          owned_path_(std::move(owned_path)),
-          epoll_fd_(std::move(epoll_fd)),
-          stop_fd_(std::move(stop_fd)) {}
+    FcgiServer(int fd, std::string owned_path, util::UniqueFd epoll_fd, util::UniqueFd stop_fd);
+    struct AcceptedRequest;
     void serve_loop(ThreadHandler& handler);
+    void upload_loop(ThreadHandler& handler);
+    // Hands an accepted request over to the upload threads (`upload` is then empty); false,
+    // and `upload` untouched, when the queue is full.
+    bool queue_upload(std::unique_ptr<AcceptedRequest>& upload);
+    // Handles an accepted request, answers it and gives its connection back to the epoll set
+    // (or closes it).
+    void serve(FCGX_Request& req, Request& request, ThreadHandler& handler);
     // A connected socket with a request to read, or -1 once stop() was called.
     int next_connection();
     // Takes every connection waiting on the listening socket into the epoll set.
@@ -57,6 +69,13 @@ class FcgiServer final {
     util::UniqueFd epoll_fd_;
     util::UniqueFd stop_fd_;  // an eventfd, set by stop()
     std::atomic<bool> stopping_{false};
+
+    std::mutex uploads_mutex_;
+    std::condition_variable upload_queued_;
+    std::deque<std::unique_ptr<AcceptedRequest>> uploads_;
+    std::size_t admitted_uploads_ = 0;  // queued or being served
+    std::size_t max_admitted_uploads_ = 0;
+    bool request_threads_done_ = false;  // no upload will be queued any more
 };
 
 }  // namespace kiln::http

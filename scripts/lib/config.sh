@@ -43,6 +43,7 @@ dirs = [$dirs]
 [api]
 listen = $(toml_string "$KILN_API_SOCKET")
 threads = 16
+upload_threads = 16
 max_request_bytes = 4294967296
 queue_position_cap = $queue_position_cap
 

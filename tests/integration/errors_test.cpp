@@ -32,7 +32,7 @@ class Errors : public ::testing::Test {
         EXPECT_TRUE(body["title"].is_string());
         EXPECT_EQ(stack.job_rows(), rows_before);
         EXPECT_EQ(stack.files_in("sources").size(), sources_before);
-        EXPECT_TRUE(stack.files_in("tmp").empty());
+        EXPECT_TRUE(stack.staged_upload_files().empty());
     }
 };
 
@@ -258,7 +258,9 @@ TEST_F(Errors, ErrorsNginxAnswersItselfAreProblems) {
         ASSERT_TRUE(body.is_object()) << reply.body;
         EXPECT_EQ(body["code"], c.code);
         EXPECT_EQ(body["status"], c.status);
-        if (c.status == 405) EXPECT_NE(reply.head.find("\r\nAllow: GET, HEAD"), std::string::npos);
+        if (c.status == 405) {
+            EXPECT_NE(reply.head.find("\r\nAllow: GET, HEAD"), std::string::npos);
+        }
     }
     // kiln-api knows the API's methods: its Allow header for the TRACE, not nginx's.
     const RawReply trace =

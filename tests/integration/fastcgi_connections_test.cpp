@@ -5,6 +5,8 @@
 //   connections and the pooled ones are all still answered;
 // - a request whose body was not read to its end, or that did not ask to keep the connection,
 //   closes it, so unread body bytes are never taken for a next request;
+// - uploads wait for upload threads of their own, in a bounded queue, and leave the request
+//   threads free;
 // - SIGTERM lets the request in progress finish.
 
 #include <gtest/gtest.h>
@@ -123,6 +125,59 @@ TEST_F(PooledConnections, SigtermLetsTheUploadInProgressFinish) {
     EXPECT_EQ(Stack::get().admin().get("/api/v1/jobs/" + id).status, 200) << "the job was stored";
     EXPECT_TRUE(uploading.closed_by_server()) << "a stopping kiln-api pools no connection";
     EXPECT_TRUE(idle.closed_by_server()) << "the idle pooled connection is closed at exit";
+}
+
+// Uploads have threads of their own: clients slow to send their bodies, more of them than there
+// are upload threads, wait in a bounded queue and leave the request threads to everyone else.
+TEST_F(PooledConnections, SlowUploadsQueueForTheirOwnThreadsAndLeaveTheRestFree) {
+    // The test stack runs kiln-api with 16 request and 16 upload threads (scripts/lib/config.sh):
+    // 16 uploads are read, 128 wait, and the one beyond is answered 503 at once.
+    constexpr std::size_t upload_threads = 16;
+    constexpr std::size_t capacity = upload_threads + 8 * upload_threads;
+    const std::string token = Stack::get().admin_token;
+    // test.noop: the 144 jobs cost the stack's workers nothing.
+    const std::string body = multipart::upload("test.noop", "slow.png", read_file(media::png()));
+    const std::size_t half = body.size() / 2;
+    auto params = fcgi_params("POST", "/api/v1/jobs", token);
+    params.emplace_back("CONTENT_TYPE", multipart::content_type());
+    std::vector<std::unique_ptr<FcgiConnection>> slow;
+    for (std::size_t i = 0; i < capacity + 1; ++i) {
+        slow.push_back(std::make_unique<FcgiConnection>(socket_));
+        slow.back()->send(params, body.substr(0, half), body.size());
+    }
+
+    // More requests than there are request threads, each answered while the uploads wait.
+    for (int i = 0; i < 24; ++i) {
+        FcgiConnection other(socket_);
+        other.send(fcgi_params("GET", "/api/v1/types", token));
+        EXPECT_TRUE(is_status(other.receive(std::chrono::seconds(5)), 200)) << "request " << i;
+    }
+
+    // Every upload is answered: all but one stored, whichever one came last refused. The rest of
+    // every body is sent first: which ones are being read and which wait is kiln-api's choice.
+    for (auto& c : slow) {
+        try {
+            c->send_body(body.substr(half), true);
+        } catch (const std::exception&) {
+            // The refused upload's connection may be closed: its answer is still there to read.
+        }
+    }
+    std::size_t created = 0;
+    std::size_t refused = 0;
+    for (std::size_t i = 0; i < slow.size(); ++i) {
+        FcgiReply reply = slow[i]->receive(std::chrono::seconds(30));
+        if (is_status(reply, 201)) {
+            ++created;
+        } else if (is_status(reply, 503)) {
+            ++refused;
+            EXPECT_NE(reply.stdout_data.find("Retry-After: 1"), std::string::npos);
+            EXPECT_TRUE(slow[i]->closed_by_server());
+        } else {
+            ADD_FAILURE() << "upload " << i << ": " << reply.stdout_data.substr(0, 300);
+        }
+    }
+    EXPECT_EQ(created, capacity);
+    EXPECT_EQ(refused, 1u);
 }
 
 TEST_F(PooledConnections, RequestWithoutKeepConnClosesTheConnection) {

@@ -178,7 +178,7 @@ TEST_F(Reliability, TheSameIdempotencyKeyGivesTheOriginalJobAndADifferentRequest
         EXPECT_EQ(r.status, i == 0 ? 201 : 200) << r.body;
     }
     EXPECT_EQ(stack.files_in("sources").size(), sources + 1);
-    EXPECT_TRUE(stack.files_in("tmp").empty());
+    EXPECT_TRUE(stack.staged_upload_files().empty());
 }
 
 TEST_F(Reliability, CancelRetryAndLogsOfAnotherOwnersJobLookMissing) {

@@ -66,7 +66,7 @@ TEST_F(Uploads, AClientThatDisconnectsMidUploadLeavesNoRowAndNoFile) {
     bool clean = false;
     for (int i = 0; i < 100 && !clean; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        clean = stack.files_in("tmp").empty();
+        clean = stack.staged_upload_files().empty();
     }
     EXPECT_TRUE(clean) << "staging files remain";
     EXPECT_EQ(stack.job_rows(), rows);
@@ -112,7 +112,7 @@ TEST_F(Uploads, AClientThatDisconnectsMidChunkedUploadLeavesNoRowAndNoFile) {
     bool clean = false;
     for (int i = 0; i < 100 && !clean; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        clean = stack.files_in("tmp").empty();
+        clean = stack.staged_upload_files().empty();
     }
     EXPECT_TRUE(clean) << "staging files remain";
     EXPECT_EQ(stack.job_rows(), rows);

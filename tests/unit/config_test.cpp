@@ -31,6 +31,7 @@ root = "/srv/kiln"
 dirs = ["/a", "/b"]
 [api]
 threads = 4
+upload_threads = 6
 max_parts = 8
 queue_position_cap = 250
 [worker]
@@ -45,6 +46,7 @@ lease_seconds = 20
     EXPECT_EQ(c->storage_root, "/srv/kiln");
     EXPECT_EQ(c->converter_dirs.size(), 2u);
     EXPECT_EQ(c->api.threads, 4u);
+    EXPECT_EQ(c->api.upload_threads, 6u);
     EXPECT_EQ(c->api.max_parts, 8u);
     EXPECT_EQ(c->api.queue_position_cap, 250u);
     EXPECT_EQ(c->worker.slots, 3u);
@@ -75,6 +77,17 @@ TEST_F(ConfigFile, AQueuePositionCapOutsideItsRangeIsAnError) {
     }
     write("[api]\nqueue_position_cap = 100000\n");
     EXPECT_TRUE(load_config(path).has_value());
+}
+
+TEST_F(ConfigFile, ThreadCountsOutsideTheirRangeAreErrors) {
+    for (const char* line : {"threads = 0", "upload_threads = 0", "upload_threads = 1025"}) {
+        write(std::string("[api]\n") + line + "\n");
+        auto c = load_config(path);
+        ASSERT_FALSE(c.has_value()) << line;
+        EXPECT_NE(c.error().message.find(std::string(line).substr(0, std::string(line).find(' '))),
+                  std::string::npos)
+            << c.error().message;
+    }
 }
 
 TEST_F(ConfigFile, ASyntaxErrorNamesTheLine) {

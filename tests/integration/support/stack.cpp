@@ -71,6 +71,16 @@ std::vector<fs::path> Stack::files_in(const std::string& area) const {
     return out;
 }
 
+std::vector<fs::path> Stack::staged_upload_files() const {
+    const fs::path tmp = config.storage_root / "tmp";
+    std::vector<fs::path> out;
+    for (const auto& file : files_in("tmp")) {
+        const fs::path top = *file.lexically_relative(tmp).begin();
+        if (top.string().starts_with("sources-")) out.push_back(file);
+    }
+    return out;
+}
+
 std::int64_t Stack::job_rows() const {
     auto conn = db::Connection::open(config.database);
     if (!conn) throw std::runtime_error(conn.error().describe());

@@ -32,6 +32,9 @@ struct Stack {
     std::string create_token(const std::string& owner, bool admin = false) const;
     // Regular files under the storage root's `area` (sources, results, logs, tmp), recursively.
     std::vector<std::filesystem::path> files_in(const std::string& area) const;
+    // Files of uploads being staged (tmp/sources-{job}-{random}/...): what a refused or broken
+    // upload must not leave. Workers' work directories, also under tmp/, are not counted.
+    std::vector<std::filesystem::path> staged_upload_files() const;
     // Rows in jobs (all owners), counted with a direct query.
     std::int64_t job_rows() const;
     // kiln-api's pid from VAR/run/kiln-api.pid.
