@@ -28,7 +28,8 @@ Result<std::map<std::string, std::string>> parse_query(std::string_view query) {
 
 Result<> check_body_length(const Request& request, std::uint64_t limit) {
     if (!request.content_length && !request.chunked) {
-        return fail(ErrorCode::length_required, "a Content-Length header is required");
+        return fail(ErrorCode::length_required,
+                    "a Content-Length header or a chunked body is required");
     }
     if (request.content_length && *request.content_length > limit) {
         return fail(ErrorCode::payload_too_large,
