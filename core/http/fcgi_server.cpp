@@ -97,8 +97,7 @@ bool ready_for_next_request(FCGX_Request& req, const Request& request, const Fcg
     if (request.content_length && body.consumed() != *request.content_length) return false;
     char probe;
     // At the end of the body this reads only the empty stdin record nginx sends after it.
-    return FCGX_GetStr(&probe, 1, req.in) == 0 && FCGX_HasSeenEOF(req.in) == EOF &&
-           FCGX_GetError(req.in) == 0;
+    return FCGX_GetStr(&probe, 1, req.in) == 0 && body.complete();
 }
 
 constexpr std::uint32_t watch_flags = EPOLLIN | EPOLLONESHOT;
