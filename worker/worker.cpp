@@ -78,7 +78,7 @@ void Worker::stop() {
         stopping_ = true;
         stop_deadline_ = Clock::now() + config_.worker.grace;
     }
-    work_ready_.notify_all();
+    queue_.close();
     signal_dispatcher();
 }
 
@@ -124,60 +124,48 @@ Result<> Worker::run() {
     }
     recorder_.start();
     std::vector<std::thread> slots;
-    for (auto& d : detectors) {
-        slots.emplace_back([this, &d] {
-            JobRunner runner(storage_, RunnerLimits{}, *d);
-            while (true) {
-                std::shared_ptr<RunningJob> job;
-                {
-                    std::unique_lock lock(mutex_);
-                    work_ready_.wait(lock, [&] { return !queue_.empty() || stopping_; });
-                    if (queue_.empty()) return;
-                    job = std::move(queue_.front());
-                    queue_.pop_front();
-                    ++busy_;
-                }
-                std::shared_ptr<const Catalog> catalog;
-                {
-                    std::lock_guard lock(catalog_mutex_);
-                    catalog = catalog_;
-                }
-                auto it = catalog->find(job->job().type);
-                const auto started = Clock::now();
-                jobs::Outcome outcome =
-                    runner.run(it == catalog->end() ? nullptr : &it->second, *job);
-                const auto ms =
-                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started)
-                        .count();
-                nlohmann::json fields = {{"job", job->job().id},
-                                         {"type", job->job().type},
-                                         {"attempt", job->job().attempt},
-                                         {"ms", ms},
-                                         {"outcome", outcome_name(outcome.kind)}};
-                if (!outcome.error.empty()) fields["error"] = outcome.error.substr(0, 300);
-                log::info("job finished", std::move(fields));
-                average_run_ms_ = 0.9 * average_run_ms_.load() + 0.1 * static_cast<double>(ms);
-                recorder_.submit(std::move(outcome));
-                {
-                    std::lock_guard lock(mutex_);
-                    --busy_;
-                    active_.erase(job->job().seq);
-                }
-                signal_dispatcher();
-            }
-        });
-    }
+    for (auto& d : detectors) slots.emplace_back([this, &d] { slot_loop(*d); });
 
     log::info("kiln-worker ready",
               {{"worker", name_}, {"slots", config_.worker.slots}, {"types", claimable_types()}});
     util::notify("READY=1");
     dispatch_loop();
 
-    work_ready_.notify_all();
     for (auto& t : slots) t.join();
     recorder_.finish(10s);
     log::info("kiln-worker stopped", {{"worker", name_}});
     return {};
+}
+
+void Worker::slot_loop(magic::Detector& detector) {
+    JobRunner runner(storage_, RunnerLimits{}, detector);
+    while (auto job = queue_.pop()) {
+        std::shared_ptr<const Catalog> catalog;
+        {
+            std::lock_guard lock(catalog_mutex_);
+            catalog = catalog_;
+        }
+        auto it = catalog->find((*job)->job().type);
+        const auto started = Clock::now();
+        jobs::Outcome outcome = runner.run(it == catalog->end() ? nullptr : &it->second, **job);
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+        nlohmann::json fields = {{"job", (*job)->job().id},
+                                 {"type", (*job)->job().type},
+                                 {"attempt", (*job)->job().attempt},
+                                 {"ms", ms},
+                                 {"outcome", outcome_name(outcome.kind)}};
+        if (!outcome.error.empty()) fields["error"] = outcome.error.substr(0, 300);
+        log::info("job finished", std::move(fields));
+        average_run_ms_ = 0.9 * average_run_ms_.load() + 0.1 * static_cast<double>(ms);
+        recorder_.submit(std::move(outcome));
+        {
+            std::lock_guard lock(mutex_);
+            active_.erase((*job)->job().seq);
+        }
+        queue_.done();
+        signal_dispatcher();
+    }
 }
 
 void Worker::claim(std::size_t wanted) {
@@ -193,13 +181,14 @@ void Worker::claim(std::size_t wanted) {
     auto claimed = session_.run_twice_if_lost(
         [&](db::Connection& conn) { return jobs::claim_jobs(conn, request); });
     if (!claimed) throw std::runtime_error(claimed.error().describe());
-    std::lock_guard lock(mutex_);
     for (auto& job : *claimed) {
         auto running = std::make_shared<RunningJob>(std::move(job));
         recorder_.track(running);
-        active_[running->job().seq] = running;
-        queue_.push_back(std::move(running));
-        work_ready_.notify_one();
+        {
+            std::lock_guard lock(mutex_);
+            active_[running->job().seq] = running;
+        }
+        queue_.push(running);
     }
 }
 
@@ -221,40 +210,30 @@ void Worker::dispatch_loop() {
             std::lock_guard lock(mutex_);
             if (stopping_) {
                 // Jobs claimed but not started go straight back.
-                for (auto& job : queue_) {
+                for (auto& job : queue_.take_waiting()) {
                     active_.erase(job->job().seq);
                     recorder_.submit(released(job->job()));
                 }
-                queue_.clear();
                 if (Clock::now() >= stop_deadline_) {
                     for (auto& [seq, job] : active_) job->stop(RunningJob::StopReason::release);
                 }
-                if (busy_ == 0) return;
+                if (queue_.in_hand() == 0) return;
             } else {
                 std::size_t ahead = config_.worker.prefetch;
                 if (average_run_ms_.load() < short_job_ms) {
                     ahead = std::max(ahead, short_job_prefetch);
                 }
                 const std::size_t capacity = config_.worker.slots + ahead;
-                free = capacity - std::min(capacity, busy_ + queue_.size());
+                free = capacity - std::min(capacity, queue_.load());
             }
         }
 
         std::chrono::milliseconds timeout = poll_max;
         if (free > 0) {
-            std::size_t before = 0;
-            {
-                std::lock_guard lock(mutex_);
-                before = queue_.size() + busy_;
-            }
+            const std::size_t before = queue_.load();
             try {
                 claim(free);
-                std::size_t after = 0;
-                {
-                    std::lock_guard lock(mutex_);
-                    after = queue_.size() + busy_;
-                }
-                if (after > before) {
+                if (queue_.load() > before) {
                     interval = poll_min;
                     continue;  // more may be waiting: claim again at once while slots are free
                 }

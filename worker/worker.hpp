@@ -8,8 +8,6 @@
 // another host (no datagram) are found within poll_max.
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,8 +18,10 @@
 #include "core/config.hpp"
 #include "core/converters/definition.hpp"
 #include "core/jobs/wakeup.hpp"
+#include "core/magic/detector.hpp"
 #include "core/storage/storage.hpp"
 #include "core/util/fd.hpp"
+#include "core/util/work_queue.hpp"
 #include "worker/recorder.hpp"
 
 namespace kiln::worker {
@@ -47,7 +47,8 @@ class Worker {
 
   private:
     void dispatch_loop();
-    void slot_loop();
+    // Runs the jobs the dispatcher queues, one at a time, until the queue is closed and empty.
+    void slot_loop(magic::Detector& detector);
     void claim(std::size_t wanted);
     std::vector<std::string> claimable_types();
     void signal_dispatcher();
@@ -63,14 +64,13 @@ class Worker {
     std::optional<jobs::WakeupListener> wakeup_;
     util::UniqueFd event_fd_;
 
-    std::mutex mutex_;
-    std::condition_variable work_ready_;
-    std::deque<std::shared_ptr<RunningJob>> queue_;
-    std::map<std::uint64_t, std::shared_ptr<RunningJob>> active_;
-    std::size_t busy_ = 0;
+    // Jobs claimed, waiting for a slot or running in one; closed by stop().
+    util::WorkQueue<std::shared_ptr<RunningJob>> queue_;
     // Moving average of how long jobs take here. Very short jobs make claiming the bottleneck,
     // so the dispatcher then claims ahead of free slots (see dispatch_loop).
     std::atomic<double> average_run_ms_{1000.0};
+    std::mutex mutex_;  // guards what follows
+    std::map<std::uint64_t, std::shared_ptr<RunningJob>> active_;
     bool stopping_ = false;
     std::chrono::steady_clock::time_point stop_deadline_{};
 };

@@ -204,11 +204,8 @@ Result<> FcgiServer::run(
         uploads.emplace_back([this, &h = *handlers[i]] { upload_loop(h); });
     }
     for (auto& t : requests) t.join();
-    {
-        std::lock_guard lock(uploads_mutex_);
-        request_threads_done_ = true;
-    }
-    upload_queued_.notify_all();
+    // No upload will be handed over any more; those already handed over are still served.
+    uploads_.close();
     for (auto& t : uploads) t.join();
     return {};
 }
@@ -265,7 +262,10 @@ void FcgiServer::serve_loop(ThreadHandler& handler) {
         if (FCGX_Accept_r(&req) < 0) continue;
         current->request = to_request(req);
         if (current->request.chunked || current->request.content_length.value_or(0) > 0) {
-            if (queue_upload(current)) {
+            // Counted until it is answered, so a burst is measured against the upload threads
+            // plus the queue. The request moves as a whole: libfcgi's streams point back into
+            // its FCGX_Request.
+            if (uploads_.push(current, max_admitted_uploads_)) {
                 current = std::make_unique<AcceptedRequest>();
                 continue;
             }
@@ -281,34 +281,10 @@ void FcgiServer::serve_loop(ThreadHandler& handler) {
     }
 }
 
-bool FcgiServer::queue_upload(std::unique_ptr<AcceptedRequest>& upload) {
-    {
-        std::lock_guard lock(uploads_mutex_);
-        // Counted from the hand-over to the end of the upload, so that a burst is measured
-        // against the upload threads plus the queue, however fast the threads take their next.
-        if (admitted_uploads_ >= max_admitted_uploads_) return false;
-        ++admitted_uploads_;
-        // The request moves as a whole: libfcgi's streams point back into its FCGX_Request.
-        uploads_.push_back(std::move(upload));
-    }
-    upload_queued_.notify_one();
-    return true;
-}
-
 void FcgiServer::upload_loop(ThreadHandler& handler) {
-    while (true) {
-        std::unique_ptr<AcceptedRequest> upload;
-        {
-            std::unique_lock lock(uploads_mutex_);
-            upload_queued_.wait(lock, [&] { return !uploads_.empty() || request_threads_done_; });
-            // Stopping: the uploads already handed over are still served.
-            if (uploads_.empty()) return;
-            upload = std::move(uploads_.front());
-            uploads_.pop_front();
-        }
-        serve(upload->req, upload->request, handler);
-        std::lock_guard lock(uploads_mutex_);
-        --admitted_uploads_;
+    while (auto upload = uploads_.pop()) {
+        serve((*upload)->req, (*upload)->request, handler);
+        uploads_.done();
     }
 }
 

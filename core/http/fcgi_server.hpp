@@ -8,17 +8,15 @@
 // only file pair that includes <fcgiapp.h>.
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "core/http/request.hpp"
 #include "core/http/response.hpp"
 #include "core/result.hpp"
 #include "core/util/fd.hpp"
+#include "core/util/work_queue.hpp"
 
 struct FCGX_Request;  // <fcgiapp.h>
 
@@ -54,9 +52,6 @@ class FcgiServer final {
     struct AcceptedRequest;
     void serve_loop(ThreadHandler& handler);
     void upload_loop(ThreadHandler& handler);
-    // Hands an accepted request over to the upload threads (`upload` is then empty); false,
-    // and `upload` untouched, when the queue is full.
-    bool queue_upload(std::unique_ptr<AcceptedRequest>& upload);
     // Handles an accepted request, answers it and gives its connection back to the epoll set
     // (or closes it).
     void serve(FCGX_Request& req, Request& request, ThreadHandler& handler);
@@ -70,12 +65,9 @@ class FcgiServer final {
     util::UniqueFd stop_fd_;  // an eventfd, set by stop()
     std::atomic<bool> stopping_{false};
 
-    std::mutex uploads_mutex_;
-    std::condition_variable upload_queued_;
-    std::deque<std::unique_ptr<AcceptedRequest>> uploads_;
-    std::size_t admitted_uploads_ = 0;  // queued or being served
+    // Requests with a body, from their hand-over to the end of their answer.
+    util::WorkQueue<std::unique_ptr<AcceptedRequest>> uploads_;
     std::size_t max_admitted_uploads_ = 0;
-    bool request_threads_done_ = false;  // no upload will be queued any more
 };
 
 }  // namespace kiln::http
