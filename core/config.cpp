@@ -186,6 +186,17 @@ Result<> validate(const Config& cfg) {
         return fail(ErrorCode::config, "config: api.upload_threads must be 1..1024");
     if (cfg.worker.slots == 0 || cfg.worker.slots > 256)
         return fail(ErrorCode::config, "config: worker.slots must be 1..256");
+    if (cfg.worker.prefetch > 256)
+        return fail(ErrorCode::config, "config: worker.prefetch must be 0..256");
+    if (cfg.worker.lease < std::chrono::seconds(2) || cfg.worker.lease > std::chrono::hours(1))
+        return fail(ErrorCode::config, "config: worker.lease_seconds must be 2..3600");
+    if (cfg.worker.grace > std::chrono::hours(1))
+        return fail(ErrorCode::config, "config: worker.grace_seconds must be 0..3600");
+    if (cfg.worker.poll_min < std::chrono::milliseconds(10) ||
+        cfg.worker.poll_max > std::chrono::minutes(1) || cfg.worker.poll_min > cfg.worker.poll_max)
+        return fail(ErrorCode::config,
+                    "config: worker.poll_min_ms must be 10..worker.poll_max_ms, and "
+                    "worker.poll_max_ms at most 60000");
     if (cfg.storage_root.empty() || !cfg.storage_root.is_absolute())
         return fail(ErrorCode::config, "config: storage.root must be an absolute path");
     if (cfg.api.max_parts == 0) return fail(ErrorCode::config, "config: api.max_parts must be > 0");
@@ -260,6 +271,7 @@ Result<Config> load_config(const std::optional<std::filesystem::path>& explicit_
             if (auto r = apply_file(root, cfg); !r) {
                 return fail(r.error().code, path.string() + ": " + r.error().message);
             }
+            cfg.file = path;
         } catch (const toml::parse_error& e) {
             return fail(ErrorCode::config, fmt::format("{}:{}: {}", path.string(),
                                                        e.source().begin.line, e.description()));

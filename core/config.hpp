@@ -64,6 +64,7 @@ struct Config {
     std::filesystem::path wakeup_dir = "/run/kiln/wakeup";
     ApiConfig api;
     WorkerConfig worker;
+    std::filesystem::path file;  // the file read; empty when there was none (built-in defaults)
 };
 
 // Reads the file (a missing file is an error only when `path` was given explicitly), then applies

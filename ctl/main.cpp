@@ -2,8 +2,6 @@
 
 #include <iostream>
 
-#include <CLI/CLI.hpp>
-
 #include "core/auth/tokens.hpp"
 #include "core/config.hpp"
 #include "core/db/mariadb.hpp"
@@ -11,6 +9,7 @@
 #include "core/jobs/control.hpp"
 #include "core/jobs/retention.hpp"
 #include "core/jobs/wakeup.hpp"
+#include "core/util/cli.hpp"
 
 namespace {
 
@@ -67,7 +66,31 @@ int main(int argc, char** argv) {
     purge_cmd->add_option("--orphans-older-than", orphan_age,
                           "files without a job row, and staging leftovers (default 1h)");
 
-    CLI11_PARSE(cli, argc, argv);
+    if (auto status = util::parse_command_line(cli, "kilnctl", argc, argv)) return *status;
+
+    // Usage is checked before the database is asked, so bad usage exits 2 whatever its state.
+    if (*retry_cmd && retry_id.empty() == retry_type.empty()) {
+        std::cerr << "kilnctl: give either a job id or --type (with --failed-since)\n";
+        return 2;
+    }
+    auto duration = [](const std::string& text, const char* option,
+                       std::optional<std::chrono::seconds>& out) {
+        if (text.empty()) return true;
+        out = jobs::parse_duration(text);
+        if (!out) std::cerr << "kilnctl: " << option << " takes a duration like 90m, 1h, 7d\n";
+        return out.has_value();
+    };
+    std::optional<std::chrono::seconds> failed_window;
+    if (!duration(failed_since, "--failed-since", failed_window)) return 2;
+    jobs::PurgePolicy policy;
+    std::optional<std::chrono::seconds> orphans;
+    if (!duration(completed_age, "--completed-older-than", policy.completed_older_than) ||
+        !duration(failed_age, "--failed-older-than", policy.failed_older_than) ||
+        !duration(orphan_age, "--orphans-older-than", orphans) || !orphans) {
+        return 2;
+    }
+    policy.keep_failed = keep_failed;
+    policy.orphans_older_than = *orphans;
 
     auto config = load_config(config_path);
     if (!config) return report(config.error());
@@ -92,10 +115,6 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (*retry_cmd) {
-        if (!retry_id.empty() == !retry_type.empty()) {
-            std::cerr << "kilnctl: give either a job id or --type (with --failed-since)\n";
-            return 2;
-        }
         if (!retry_id.empty()) {
             if (auto r = jobs::retry_job(**conn, admin_viewer, retry_id); !r)
                 return report(r.error());
@@ -103,38 +122,13 @@ int main(int argc, char** argv) {
             std::cout << "pending again\n";
             return 0;
         }
-        auto window = jobs::parse_duration(failed_since.empty() ? "100w" : failed_since);
-        if (!window) {
-            std::cerr << "kilnctl: --failed-since takes a duration like 90m, 1h, 7d\n";
-            return 2;
-        }
-        auto n = jobs::retry_failed(**conn, retry_type, *window);
+        auto n = jobs::retry_failed(**conn, retry_type, failed_window);
         if (!n) return report(n.error());
         jobs::WakeupSender(config->wakeup_dir).notify();
         std::cout << *n << " jobs pending again\n";
         return 0;
     }
     if (*purge_cmd) {
-        jobs::PurgePolicy policy;
-        auto duration =
-            [](const std::string& text,
-               const char* option) -> std::optional<std::optional<std::chrono::seconds>> {
-            if (text.empty()) return std::optional<std::chrono::seconds>{};
-            auto d = jobs::parse_duration(text);
-            if (!d) {
-                std::cerr << "kilnctl: " << option << " takes a duration like 90m, 1h, 7d\n";
-                return std::nullopt;
-            }
-            return std::optional(*d);
-        };
-        auto completed = duration(completed_age, "--completed-older-than");
-        auto failed = duration(failed_age, "--failed-older-than");
-        auto orphans = duration(orphan_age, "--orphans-older-than");
-        if (!completed || !failed || !orphans || !*orphans) return 2;
-        policy.completed_older_than = *completed;
-        policy.failed_older_than = *failed;
-        policy.keep_failed = keep_failed;
-        policy.orphans_older_than = **orphans;
         auto r = jobs::purge(**conn, storage::Storage(config->storage_root), policy);
         if (!r) return report(r.error());
         std::cout << "deleted " << r->completed_deleted << " completed and " << r->failed_deleted

@@ -7,12 +7,11 @@
 #include <cstdlib>
 #include <thread>
 
-#include <CLI/CLI.hpp>
-
 #include "core/config.hpp"
 #include "core/db/mariadb.hpp"
 #include "core/http/fcgi_server.hpp"
 #include "core/log.hpp"
+#include "core/util/cli.hpp"
 #include "core/util/systemd.hpp"
 #include "fcgi/api_handler.hpp"
 
@@ -36,7 +35,7 @@ int main(int argc, char** argv) {
     std::optional<std::string> config_path;
     cli.add_option("-c,--config", config_path,
                    "config file (default $KILN_CONFIG or /etc/kiln/kiln.toml)");
-    CLI11_PARSE(cli, argc, argv);
+    if (auto status = util::parse_command_line(cli, "kiln-api", argc, argv)) return *status;
 
     auto config = load_config(config_path);
     if (!config) {

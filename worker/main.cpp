@@ -6,11 +6,10 @@
 #include <sstream>
 #include <thread>
 
-#include <CLI/CLI.hpp>
-
 #include "core/config.hpp"
 #include "core/db/mariadb.hpp"
 #include "core/log.hpp"
+#include "core/util/cli.hpp"
 #include "core/util/systemd.hpp"
 #include "worker/worker.hpp"
 
@@ -37,7 +36,7 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0, 256));
     cli.add_option("--lease-seconds", lease, "lease length (overrides worker.lease_seconds)")
         ->check(CLI::Range(2, 3600));
-    CLI11_PARSE(cli, argc, argv);
+    if (auto status = util::parse_command_line(cli, "kiln-worker", argc, argv)) return *status;
 
     auto config = load_config(config_path);
     if (!config) {

@@ -13,6 +13,11 @@ constexpr auto cancel_interval = 500ms;
 constexpr std::size_t max_batch = 256;
 }  // namespace
 
+// Leases are renewed three times per lease (in milliseconds: a third of a 2 s lease is not 0).
+std::chrono::milliseconds Recorder::renewal_interval() const {
+    return std::chrono::milliseconds(lease_) / 3;
+}
+
 Recorder::Recorder(DatabaseConfig db, std::string worker, std::chrono::seconds lease)
     : session_(std::move(db)), worker_(std::move(worker)), lease_(lease) {}
 
@@ -56,7 +61,7 @@ std::size_t Recorder::backlog() const {
 void Recorder::loop() {
     auto next_progress = Clock::now() + progress_interval;
     auto next_cancel_check = Clock::now() + cancel_interval;
-    auto next_renewal = Clock::now() + lease_ / 3;
+    auto next_renewal = Clock::now() + renewal_interval();
     auto backoff = 100ms;
     while (true) {
         {
@@ -84,7 +89,7 @@ void Recorder::loop() {
         if (ok && now >= next_renewal) {
             renew_leases();
             reap();
-            next_renewal = now + lease_ / 3;
+            next_renewal = now + renewal_interval();
         }
         if (ok) {
             backoff = 100ms;
@@ -111,13 +116,13 @@ bool Recorder::record_batch() {
     auto conn = session_.get();
     Result<std::vector<bool>> applied =
         conn ? jobs::record_outcomes(**conn, batch) : std::unexpected(conn.error());
+    if (!applied && applied.error().code != ErrorCode::unavailable) {
+        // Not the connection: the database refused something of one outcome. Recorded one by
+        // one, that outcome cannot hold back the others, nor itself for ever.
+        return record_one_by_one(std::move(batch));
+    }
     if (!applied) {
-        session_.note(applied.error());
-        log::warning("cannot record outcomes yet",
-                     {{"error", applied.error().describe()}, {"count", batch.size()}});
-        std::lock_guard lock(mutex_);
-        for (auto it = batch.rbegin(); it != batch.rend(); ++it)
-            outcomes_.push_front(std::move(*it));
+        requeue(std::move(batch), applied.error());
         return false;
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -126,6 +131,61 @@ bool Recorder::record_batch() {
         }
     }
     return true;
+}
+
+bool Recorder::record_one_by_one(std::vector<jobs::Outcome> batch) {
+    // The outcomes from the i-th on go back to the queue: the connection is lost.
+    auto requeue_from = [&](std::size_t i, const Error& error) {
+        requeue({std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
+                 std::make_move_iterator(batch.end())},
+                error);
+        return false;
+    };
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        auto conn = session_.get();
+        if (!conn) return requeue_from(i, conn.error());
+        auto applied = jobs::record_outcomes(**conn, {batch[i]});
+        if (applied) {
+            if (!applied->front()) {
+                log::warning("lease lost; outcome discarded", {{"job", batch[i].id}});
+            }
+            continue;
+        }
+        if (applied.error().code == ErrorCode::unavailable) {
+            return requeue_from(i, applied.error());
+        }
+        // The attempt ends failed with the reason it could not be recorded, which the
+        // database takes; if it refuses even that, the lease runs out and the reaper decides.
+        log::error("the database refused a job's outcome; recording the attempt as failed",
+                   {{"job", batch[i].id}, {"error", applied.error().describe()}});
+        jobs::Outcome failed;
+        failed.kind = jobs::Outcome::Kind::failed;
+        failed.seq = batch[i].seq;
+        failed.id = batch[i].id;
+        failed.lease_token = batch[i].lease_token;
+        failed.attempt = batch[i].attempt;
+        failed.max_attempts = batch[i].max_attempts;
+        failed.retry_delay = batch[i].retry_delay;
+        failed.error =
+            "kiln-worker could not record this attempt's outcome: " + applied.error().describe();
+        auto again = jobs::record_outcomes(**conn, {failed});
+        if (!again && again.error().code == ErrorCode::unavailable) {
+            return requeue_from(i, again.error());
+        }
+        if (!again) {
+            log::error("outcome not recorded; the job's lease will expire",
+                       {{"job", batch[i].id}, {"error", again.error().describe()}});
+        }
+    }
+    return true;
+}
+
+void Recorder::requeue(std::vector<jobs::Outcome> batch, const Error& error) {
+    session_.note(error);
+    log::warning("cannot record outcomes yet",
+                 {{"error", error.describe()}, {"count", batch.size()}});
+    std::lock_guard lock(mutex_);
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it) outcomes_.push_front(std::move(*it));
 }
 
 std::vector<std::shared_ptr<RunningJob>> Recorder::running_jobs() const {

@@ -36,9 +36,14 @@ class Recorder {
 
   private:
     void loop();
+    std::chrono::milliseconds renewal_interval() const;
     // A snapshot of the tracked jobs, taken under the lock, used outside it.
     std::vector<std::shared_ptr<RunningJob>> running_jobs() const;
+    // Records the queued outcomes; false when the database is unavailable (they stay queued).
     bool record_batch();
+    bool record_one_by_one(std::vector<jobs::Outcome> batch);
+    // Puts a batch the database could not take back at the front of the queue.
+    void requeue(std::vector<jobs::Outcome> batch, const Error& error);
     void write_progress();
     void renew_leases();
     void check_cancellations();

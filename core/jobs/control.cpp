@@ -64,12 +64,13 @@ Result<> retry_job(db::Connection& conn, const Viewer& viewer, const std::string
 }
 
 Result<std::uint64_t> retry_failed(db::Connection& conn, const std::string& type,
-                                   std::chrono::seconds window) {
+                                   std::optional<std::chrono::seconds> window) {
     static const std::string sql = fmt::format(
         "UPDATE jobs SET {} WHERE status = 'failed' AND type = ? "
-        "AND finished_at >= NOW(3) - INTERVAL ? SECOND",
+        "AND (? OR finished_at >= NOW(3) - INTERVAL ? SECOND)",
         retry_reset);
-    return conn.execute(sql, {type, std::int64_t{window.count()}});
+    return conn.execute(sql, {type, std::int64_t{window ? 0 : 1},
+                              std::int64_t{window.value_or(std::chrono::seconds{0}).count()}});
 }
 
 Result<std::uint64_t> reap_expired_leases(db::Connection& conn) {

@@ -25,10 +25,10 @@ Result<CancelResult> cancel_job(db::Connection& conn, const Viewer& viewer, cons
 // for any other status, conflict.
 Result<> retry_job(db::Connection& conn, const Viewer& viewer, const std::string& id);
 
-// kilnctl retry --type T --failed-since D: every failed job of `type` that failed within the
-// last `window`; the number put back.
+// kilnctl retry --type T [--failed-since D]: every failed job of `type` (that failed within the
+// last `window`, when given); the number put back.
 Result<std::uint64_t> retry_failed(db::Connection& conn, const std::string& type,
-                                   std::chrono::seconds window);
+                                   std::optional<std::chrono::seconds> window);
 
 // Returns running jobs whose lease expired (their worker stopped renewing it: crashed, killed,
 // cut off) to pending, or to failed when their attempts are used up, or to cancelled when a

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/storage/file_name.hpp"
 #include "core/util/crypto.hpp"
 
 namespace kiln::jobs {
@@ -12,6 +13,10 @@ namespace {
 
 constexpr int max_claim_batch = 64;
 constexpr int max_transaction_tries = 5;
+// A converter's output is any bytes: what of it goes into the job row is cut to these sizes and
+// made valid UTF-8 (MariaDB refuses invalid text, which would leave the outcome unrecorded).
+constexpr std::size_t max_error_bytes = 16384;
+constexpr std::size_t max_step_bytes = 128;
 
 // "?, ?, ?" for an IN list of n binds; each size is its own prepared statement.
 std::string placeholders(std::size_t n) {
@@ -107,8 +112,9 @@ Result<std::vector<ClaimedJob>> claim_once(db::Connection& conn, const ClaimRequ
     return jobs;
 }
 
-Result<bool> record_failure(db::Connection& conn, const Outcome& o, const std::string& error) {
+Result<bool> record_failure(db::Connection& conn, const Outcome& o, std::string_view reason) {
     const auto seq = static_cast<std::int64_t>(o.seq);
+    const std::string error = storage::to_valid_utf8(reason, max_error_bytes);
     Result<std::uint64_t> affected = 0;
     if (!o.permanent && o.attempt < o.max_attempts) {
         affected = conn.execute(
@@ -212,7 +218,8 @@ Result<bool> record_progress(db::Connection& conn, std::uint64_t seq, const std:
         "UPDATE jobs SET progress = ?, step = ?, updated_at = NOW(3) "
         "WHERE seq = ? AND lease_token = ? AND status = 'running'",
         {std::int64_t{std::clamp(progress, 0, 100)},
-         step.empty() ? db::Value(nullptr) : db::Value(step.substr(0, 128)),
+         step.empty() ? db::Value(nullptr)
+                      : db::Value(storage::to_valid_utf8(step, max_step_bytes)),
          static_cast<std::int64_t>(seq), lease});
     if (!affected) return std::unexpected(affected.error());
     return *affected > 0;

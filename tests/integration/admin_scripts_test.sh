@@ -172,6 +172,22 @@ if grep -q 'worker.slots' "$tmp/stderr"; then ok CtlStartShowsTheWorkersLastWord
     not_ok "CtlStartShowsTheWorkersLastWords: $(cat "$tmp/stderr")"
 fi
 
+# --- bad usage exits 2 (units' RestartPreventExitStatus=2, admins' scripts) --------------------
+
+build_dir=$(dirname "$(dirname "$KILN_TEST_KILNCTL")")
+expect_exit 0 KilnctlHelpExits0 "$KILN_TEST_KILNCTL" --help
+expect_exit 2 KilnctlWithoutACommandExits2 "$KILN_TEST_KILNCTL"
+expect_exit 2 KilnctlUnknownCommandExits2 "$KILN_TEST_KILNCTL" frobnicate
+if grep -q "unknown command 'frobnicate'" "$tmp/stderr"; then ok KilnctlNamesTheUnknownCommand; else
+    not_ok "KilnctlNamesTheUnknownCommand: $(cat "$tmp/stderr")"
+fi
+expect_exit 2 KilnctlMissingRequiredOptionExits2 "$KILN_TEST_KILNCTL" token create
+expect_exit 2 KilnctlRetryWithoutIdOrTypeExits2 "$KILN_TEST_KILNCTL" --config /nonexistent retry
+expect_exit 2 KilnctlBadDurationExits2 "$KILN_TEST_KILNCTL" purge --completed-older-than soon
+expect_exit 2 WorkerUnknownOptionExits2 "$worker_bin" --slot 2
+expect_exit 2 WorkerOutOfRangeOptionExits2 "$worker_bin" --slots 0
+expect_exit 2 ApiUnknownOptionExits2 "$build_dir/fcgi/kiln-api" --bogus
+
 if ((failures > 0)); then
     echo "$failures check(s) failed"
     exit 1

@@ -327,6 +327,20 @@ TEST_F(Worker, AConverterThatExitsOneFailsWithItsReason) {
     EXPECT_TRUE(w.job["results"].empty());
 }
 
+TEST_F(Worker, OutputThatIsNotUtf8IsRecordedWithReplacementCharacters) {
+    // MariaDB refuses invalid UTF-8 in a text column: unsanitised, the failure could not be
+    // recorded, and the job stayed running while its worker retried the write for ever.
+    auto w = watch_job(client, create_json(R"({"type":"test.garble"})"));
+    ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
+    const std::string error = w.job["error"];
+    EXPECT_NE(error.find("caf\u00e9 \ufffd\ufffd broken \ufffd"), std::string::npos) << error;
+    EXPECT_NE(std::find(w.steps.begin(), w.steps.end(), "st\ufffdep"), w.steps.end())
+        << nlohmann::json(w.steps).dump();
+    // The worker records what comes next as before.
+    auto next = watch_job(client, create_json(R"({"type":"test.fail"})"));
+    EXPECT_EQ(next.job["status"], "failed") << next.job.dump();
+}
+
 TEST_F(Worker, AConverterThatRunsPastItsTimeoutFailsWithTimedOut) {
     const auto started = std::chrono::steady_clock::now();
     auto w = watch_job(client, create_json(R"({"type":"test.timeout"})"));

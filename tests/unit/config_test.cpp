@@ -90,6 +90,21 @@ TEST_F(ConfigFile, ThreadCountsOutsideTheirRangeAreErrors) {
     }
 }
 
+TEST_F(ConfigFile, WorkerTimingsOutsideTheirRangeAreErrors) {
+    // A lease of 0 s would have every job reaped at once; a poll of 0 ms claims in a busy loop.
+    for (const char* lines : {"lease_seconds = 1", "lease_seconds = 3601", "poll_min_ms = 0",
+                              "poll_min_ms = 5000\npoll_max_ms = 10", "poll_max_ms = 60001",
+                              "grace_seconds = 3601", "prefetch = 257"}) {
+        write(std::string("[worker]\n") + lines + "\n");
+        auto c = load_config(path);
+        ASSERT_FALSE(c.has_value()) << lines;
+        const std::string key(lines, std::string_view(lines).find(' '));
+        EXPECT_NE(c.error().message.find("worker." + key), std::string::npos) << c.error().message;
+    }
+    write("[worker]\nlease_seconds = 2\npoll_min_ms = 10\npoll_max_ms = 10\n");
+    EXPECT_TRUE(load_config(path).has_value());
+}
+
 TEST_F(ConfigFile, ASyntaxErrorNamesTheLine) {
     write("[api]\nthreads = \n");
     auto c = load_config(path);
