@@ -2,8 +2,10 @@
 
 #include <signal.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -119,7 +121,7 @@ class Attempt {
         }
         double duration = 0;
         if (wants_duration && !ctx.input.empty()) {
-            duration = probe_duration(ctx.input, workdir_);
+            duration = probe_duration(ctx.input, workdir_, &running_.stop_flag());
             ctx.duration = duration;
         }
 
@@ -136,7 +138,9 @@ class Attempt {
     }
 
     // logs/{job}/attempt-001.log, -002, ...: numbered by the logs already there, so a job
-    // retried with fresh attempts keeps its earlier logs, and names sort in order.
+    // retried with fresh attempts keeps its earlier logs, and names sort in order. A name taken
+    // meanwhile (by another worker's attempt, when this one's lease ran out) is never replaced:
+    // the log takes the next.
     void keep_log() {
         // The log is capped (max_log_bytes), so it is read whole.
         std::string text;
@@ -158,7 +162,12 @@ class Attempt {
              it.increment(ec)) {
             ++existing;
         }
-        fs::rename(log_file_, dir / fmt::format("attempt-{:03}.log", existing + 1), ec);
+        for (std::size_t n = existing + 1; n <= existing + 100; ++n) {
+            const fs::path name = dir / fmt::format("attempt-{:03}.log", n);
+            // link(2) fails with EEXIST where rename(2) would replace.
+            if (::link(log_file_.c_str(), name.c_str()) == 0 || errno != EEXIST) break;
+        }
+        fs::remove(log_file_, ec);
     }
 
   private:
@@ -187,8 +196,9 @@ class Attempt {
             spec.argv = {"vipsheader", "-f", fields[i], input.string()};
             spec.workdir = workdir_;
             spec.env = child_environment(workdir_);
-            spec.timeout = std::chrono::seconds(30);
-            spec.limits.address_space_bytes = 1ull << 30;
+            spec.timeout = probe_timeout;
+            spec.limits.address_space_bytes = probe_address_space_bytes;
+            spec.stop = &running_.stop_flag();
             spec.on_stdout_line = [&](std::string_view line) {
                 try {
                     size[i] = std::stoull(std::string(line));

@@ -8,21 +8,23 @@
 
 namespace kiln::worker {
 namespace fs = std::filesystem;
-using namespace std::chrono_literals;
 
 namespace {
 
 // Runs ffprobe with `args` on `input` and returns the largest number among its output lines
 // (lines that are not numbers, such as "N/A", are skipped); 0 when there is none.
 double largest_number_printed(std::vector<std::string> args, const fs::path& input,
-                              const fs::path& workdir) {
+                              const fs::path& workdir, const std::atomic<bool>* stop) {
     process::ChildSpec spec;
-    spec.argv = {"ffprobe", "-v", "error"};
+    // Local files only: a playlist or concat script disguised as media opens nothing else.
+    spec.argv = {"ffprobe", "-v", "error", "-protocol_whitelist", "file"};
     spec.argv.insert(spec.argv.end(), args.begin(), args.end());
     spec.argv.push_back(input.string());
     spec.workdir = workdir;
     spec.env = child_environment(workdir);
-    spec.timeout = 30s;
+    spec.timeout = probe_timeout;
+    spec.limits.address_space_bytes = probe_address_space_bytes;
+    spec.stop = stop;
     double largest = 0;
     spec.on_stdout_line = [&](std::string_view line) {
         try {
@@ -45,10 +47,11 @@ std::vector<std::string> child_environment(const fs::path& workdir) {
             "TMPDIR=" + workdir.string(), "LANG=C.UTF-8", "VIPS_BLOCK_UNTRUSTED=1"};
 }
 
-double probe_duration(const fs::path& input, const fs::path& workdir) {
+double probe_duration(const fs::path& input, const fs::path& workdir,
+                      const std::atomic<bool>* stop) {
     const double declared = largest_number_printed(
         {"-show_entries", "format=duration", "-of", "default=noprint_wrappers=1:nokey=1"}, input,
-        workdir);
+        workdir, stop);
     if (declared > 0) return declared;
     // Live recordings (a browser's MediaRecorder WebM) declare no duration. Reading the packet
     // timestamps of the first minute (demuxing only) still finds the end of a short one, where a
@@ -56,7 +59,7 @@ double probe_duration(const fs::path& input, const fs::path& workdir) {
     const double last = largest_number_printed(
         {"-read_intervals", "%+" + std::to_string(static_cast<int>(packet_scan_seconds)),
          "-show_entries", "packet=pts_time", "-of", "csv=p=0"},
-        input, workdir);
+        input, workdir, stop);
     return last > 0 && last < packet_scan_seconds - 1 ? last : 0;
 }
 

@@ -15,14 +15,27 @@ struct Victim {
     std::string id;
 };
 
-// Removes the files, then the rows (job_files and idempotency keys cascade).
+// Which jobs a purge pass deletes: their statuses, and how long ago they finished at least.
+struct Doomed {
+    const char* status;
+    const char* or_status;
+    std::chrono::seconds finished_before;
+};
+
+// Deletes the rows (job_files and idempotency keys cascade), then the files. Each row is deleted
+// only if it still qualifies: a job retried since it was selected is pending again and stays. A
+// crash between row and files leaves orphan files, which the orphan sweep removes.
 Result<std::uint64_t> delete_jobs(db::Connection& conn, const storage::Storage& storage,
-                                  const std::vector<Victim>& victims) {
+                                  const std::vector<Victim>& victims, const Doomed& doomed) {
     std::uint64_t deleted = 0;
     for (const auto& v : victims) {
-        if (auto r = storage.remove_job(v.id); !r) return std::unexpected(r.error());
-        auto d = conn.execute("DELETE FROM jobs WHERE seq = ?", {v.seq});
+        auto d = conn.execute(
+            "DELETE FROM jobs WHERE seq = ? AND status IN (?, ?) AND "
+            "finished_at < NOW(3) - INTERVAL ? SECOND",
+            {v.seq, doomed.status, doomed.or_status, std::int64_t{doomed.finished_before.count()}});
         if (!d) return std::unexpected(d.error());
+        if (*d == 0) continue;
+        if (auto r = storage.remove_job(v.id); !r) return std::unexpected(r.error());
         deleted += *d;
     }
     return deleted;
@@ -112,7 +125,8 @@ Result<PurgeReport> purge(db::Connection& conn, const storage::Storage& storage,
                 "finished_at < NOW(3) - INTERVAL ? SECOND ORDER BY finished_at LIMIT ?",
                 {std::int64_t{policy.completed_older_than->count()}, batch});
             if (!victims) return std::unexpected(victims.error());
-            auto n = delete_jobs(conn, storage, *victims);
+            auto n = delete_jobs(conn, storage, *victims,
+                                 {"completed", "completed", *policy.completed_older_than});
             if (!n) return std::unexpected(n.error());
             report.completed_deleted += *n;
             if (victims->size() < static_cast<std::size_t>(batch)) break;
@@ -131,7 +145,8 @@ Result<PurgeReport> purge(db::Connection& conn, const storage::Storage& storage,
                 "ORDER BY finished_at LIMIT ?",
                 {std::int64_t{policy.failed_older_than->count()}, keep, batch});
             if (!victims) return std::unexpected(victims.error());
-            auto n = delete_jobs(conn, storage, *victims);
+            auto n = delete_jobs(conn, storage, *victims,
+                                 {"failed", "cancelled", *policy.failed_older_than});
             if (!n) return std::unexpected(n.error());
             report.failed_deleted += *n;
             if (victims->size() < static_cast<std::size_t>(batch)) break;

@@ -221,7 +221,7 @@ TEST_F(Reliability, AJobOfAWorkerKilledWithSigkillCompletesOnAnotherWorker) {
     EXPECT_LT(std::chrono::steady_clock::now() - started, 15s);
 }
 
-TEST_F(Reliability, PurgeDeletesOldJobsFilesFirstKeepsTheNewestFailedAndSweepsOrphans) {
+TEST_F(Reliability, PurgeDeletesOldJobsWithTheirFilesKeepsTheNewestFailedAndSweepsOrphans) {
     std::vector<std::string> ids;
     for (int i = 0; i < 3; ++i) {
         auto r = client.post_multipart("/api/v1/jobs",
