@@ -18,6 +18,16 @@ int report(const kiln::Error& error) {
     return error.code == kiln::ErrorCode::unavailable ? 3 : 1;
 }
 
+// A database that does not answer, when no config file was read: most likely the wrong one.
+int report_unreachable(const kiln::Error& error, const kiln::Config& config) {
+    if (error.code == kiln::ErrorCode::unavailable && config.file.empty()) {
+        std::cerr << "kilnctl: no config file was read (/etc/kiln/kiln.toml does not exist), so "
+                     "the built-in database settings were used; give --config FILE or set "
+                     "KILN_CONFIG (a scripts/run stack's is var/kiln.toml)\n";
+    }
+    return report(error);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -29,8 +39,10 @@ int main(int argc, char** argv) {
                    "config file (default $KILN_CONFIG or /etc/kiln/kiln.toml)");
 
     auto* migrate_cmd = cli.add_subcommand("migrate", "apply the missing schema migrations");
-    std::string migrations_dir = KILN_DEFAULT_MIGRATIONS;
-    migrate_cmd->add_option("--migrations", migrations_dir, "directory of NNN_name.sql files");
+    // Where `cmake --install` puts sql/, beside the converters (the config's default dir).
+    std::string migrations_dir = "/usr/share/kiln/sql";
+    migrate_cmd->add_option("--migrations", migrations_dir, "directory of NNN_name.sql files")
+        ->capture_default_str();
 
     auto* token_cmd = cli.add_subcommand("token", "create, revoke and list API tokens");
     token_cmd->require_subcommand(1);
@@ -98,14 +110,14 @@ int main(int argc, char** argv) {
 
     if (*migrate_cmd) {
         auto r = db::migrate(config->database, migrations_dir);
-        if (!r) return report(r.error());
+        if (!r) return report_unreachable(r.error(), *config);
         for (const auto& name : r->applied) std::cout << "applied " << name << "\n";
         std::cout << "schema version " << r->current_version << "\n";
         return 0;
     }
 
     auto conn = db::Connection::open(config->database);
-    if (!conn) return report(conn.error());
+    if (!conn) return report_unreachable(conn.error(), *config);
     const jobs::Viewer admin_viewer{"", true};
     if (*cancel_cmd) {
         auto r = jobs::cancel_job(**conn, admin_viewer, cancel_id);

@@ -6,7 +6,6 @@
 namespace kiln::api {
 
 Result<http::Response> cancel_job(Context& ctx, const std::string& id) {
-    if (id.size() != 26) return fail(ErrorCode::not_found, "no such job");
     auto outcome = jobs::cancel_job(ctx.db, ctx.viewer, id);
     if (!outcome) return std::unexpected(outcome.error());
     auto job = get_job(ctx, id);
@@ -17,7 +16,6 @@ Result<http::Response> cancel_job(Context& ctx, const std::string& id) {
 }
 
 Result<http::Response> retry_job(Context& ctx, const std::string& id) {
-    if (id.size() != 26) return fail(ErrorCode::not_found, "no such job");
     if (auto r = jobs::retry_job(ctx.db, ctx.viewer, id); !r) return std::unexpected(r.error());
     ctx.wakeup.notify();
     return get_job(ctx, id);

@@ -310,8 +310,9 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     jobs::NewJob job;
     job.id = util::new_job_id();
     job.owner = ctx.viewer.owner;
-    job.idempotency_key = request.idempotency_key;
-    if (!job.idempotency_key.empty() && !valid_idempotency_key(job.idempotency_key)) {
+    // An empty header is not taken for no header: the client meant a key and sent none.
+    job.idempotency_key = request.idempotency_key.value_or("");
+    if (request.idempotency_key && !valid_idempotency_key(job.idempotency_key)) {
         return fail(ErrorCode::invalid_request,
                     "Idempotency-Key must be 1..255 printable ASCII characters");
     }

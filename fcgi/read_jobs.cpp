@@ -4,6 +4,7 @@
 #include <charconv>
 #include <filesystem>
 
+#include "core/converters/rules.hpp"
 #include "core/http/request.hpp"
 #include "core/storage/storage.hpp"
 #include "core/util/crypto.hpp"
@@ -16,8 +17,6 @@ constexpr int default_page_size = 50;
 constexpr int max_page_size = 500;
 
 Result<jobs::Job> visible_job(Context& ctx, const std::string& id) {
-    // Ids are 26 characters of base32; anything else cannot exist.
-    if (id.size() != 26) return fail(ErrorCode::not_found, "no such job");
     auto job = jobs::find_job(ctx.db, ctx.viewer, id, ctx.app.config.api.queue_position_cap);
     if (!job) return std::unexpected(job.error());
     if (!*job) return fail(ErrorCode::not_found, "no such job");
@@ -60,8 +59,9 @@ Result<http::Response> list_jobs(Context& ctx, const http::Request& request) {
                             "status must be pending, running, completed, failed or cancelled");
             }
         } else if (name == "type") {
-            if (value.empty() || value.size() > 64) {
-                return fail(ErrorCode::invalid_request, "type must be 1..64 characters");
+            if (!converters::is_valid_converter_name(value)) {
+                return fail(ErrorCode::invalid_request,
+                            "type must be a converter name ([a-z0-9][a-z0-9_.-]{0,63})");
             }
             filter.type = value;
         } else if (name == "limit") {

@@ -416,6 +416,10 @@ jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& runn
         // convert (a permanent_errors match, too many pixels) cannot heal by retrying.
         outcome.permanent = result.error().code == ErrorCode::config ||
                             result.error().code == ErrorCode::invalid_request;
+        // Every permanent failure says so in the same words, which clients can look for.
+        if (outcome.permanent && outcome.error.find("not retried") == std::string::npos) {
+            outcome.error += " (not retried)";
+        }
         outcome.retry_delay =
             jobs::retry_delay(job.attempt, std::chrono::seconds(2), std::chrono::minutes(5));
     }

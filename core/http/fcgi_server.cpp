@@ -26,6 +26,11 @@ std::string param(FCGX_Request& req, const char* name) {
     return v != nullptr ? std::string(v) : std::string();
 }
 
+std::optional<std::string> optional_param(FCGX_Request& req, const char* name) {
+    const char* v = FCGX_GetParam(name, req.envp);
+    return v != nullptr ? std::optional<std::string>(v) : std::nullopt;
+}
+
 class FcgiBodyReader final : public BodyReader {
   public:
     explicit FcgiBodyReader(FCGX_Stream* in) : in_(in) {}
@@ -65,7 +70,7 @@ Request to_request(FCGX_Request& req) {
     }
     r.chunked = !param(req, "HTTP_TRANSFER_ENCODING").empty();
     r.authorization = param(req, "HTTP_AUTHORIZATION");
-    r.idempotency_key = param(req, "HTTP_IDEMPOTENCY_KEY");
+    r.idempotency_key = optional_param(req, "HTTP_IDEMPOTENCY_KEY");
     return r;
 }
 

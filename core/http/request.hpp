@@ -35,7 +35,7 @@ struct Request {
     // (fastcgi_request_buffering off) and its size is known only at its end.
     bool chunked = false;
     std::string authorization;
-    std::string idempotency_key;
+    std::optional<std::string> idempotency_key;  // nullopt when the header is absent
     BodyReader* body = nullptr;
 };
 

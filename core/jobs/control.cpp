@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/util/crypto.hpp"
+
 namespace kiln::jobs {
 namespace {
 
@@ -15,6 +17,8 @@ constexpr std::string_view retry_reset =
 Result<std::optional<std::pair<std::int64_t, std::string>>> visible(db::Connection& conn,
                                                                     const Viewer& viewer,
                                                                     const std::string& id) {
+    // Not even asked: the id column takes ASCII only, and other bytes are a collation error.
+    if (!util::is_job_id(id)) return std::optional<std::pair<std::int64_t, std::string>>{};
     auto rows = conn.query("SELECT seq, status FROM jobs WHERE id = ? AND (owner = ? OR ?)",
                            {id, viewer.owner, std::int64_t{viewer.admin ? 1 : 0}});
     if (!rows) return std::unexpected(rows.error());

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <ctime>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -196,6 +197,8 @@ Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,
         "FROM jobs j LEFT JOIN job_files f ON f.job_seq = j.seq "
         "WHERE j.id = ? AND (j.owner = ? OR ?) ORDER BY f.kind, f.ordinal, f.name",
         qualified_job_columns('j'));
+    // Not even asked: the id column takes ASCII only, and other bytes are a collation error.
+    if (!util::is_job_id(id)) return std::optional<Job>{};
     auto rows = conn.query(sql, {id, viewer.owner, std::int64_t{viewer.admin ? 1 : 0}});
     if (!rows) return std::unexpected(rows.error());
     if (rows->empty()) return std::optional<Job>{};
@@ -277,6 +280,11 @@ std::optional<std::uint64_t> decode_cursor(std::string_view cursor) {
     const char* end = text->data() + text->size();
     auto [ptr, ec] = std::from_chars(begin, end, seq);
     if (ec != std::errc() || ptr != end || begin == end) return std::nullopt;
+    // Only cursors this server issued: a seq is a signed BIGINT, and one text per seq.
+    if (seq > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
+        encode_cursor(seq) != cursor) {
+        return std::nullopt;
+    }
     return seq;
 }
 

@@ -62,8 +62,16 @@ std::string random_bytes(std::size_t n) {
     return out;
 }
 
+namespace {
+constexpr std::string_view job_id_alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
+}  // namespace
+
+bool is_job_id(std::string_view id) {
+    return id.size() == 26 && id.find_first_not_of(job_id_alphabet) == std::string_view::npos;
+}
+
 std::string new_job_id() {
-    static constexpr char alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
+    static constexpr const char* alphabet = job_id_alphabet.data();
     std::string bytes = random_bytes(17);  // 130 bits used of 136
     std::string out;
     out.reserve(26);

@@ -42,6 +42,8 @@ std::string random_bytes(std::size_t n);
 
 // 26 characters of lowercase base32 (Crockford alphabet) from 128 random bits.
 std::string new_job_id();
+// Whether `id` could have come from new_job_id(): anything else names no job.
+bool is_job_id(std::string_view id);
 
 // "kiln_" + 43 base64url characters (256 random bits).
 std::string new_api_token();

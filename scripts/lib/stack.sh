@@ -338,7 +338,8 @@ create_database() {
 
 migrate_database() {
     log "applying migrations"
-    "$KILN_KILNCTL" --config "$KILN_CONF" migrate >&2 || die "kilnctl migrate failed"
+    "$KILN_KILNCTL" --config "$KILN_CONF" migrate --migrations "$KILN_ROOT/sql" >&2 ||
+        die "kilnctl migrate failed"
 }
 
 start_api() {

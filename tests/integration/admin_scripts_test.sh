@@ -184,6 +184,14 @@ fi
 expect_exit 2 KilnctlMissingRequiredOptionExits2 "$KILN_TEST_KILNCTL" token create
 expect_exit 2 KilnctlRetryWithoutIdOrTypeExits2 "$KILN_TEST_KILNCTL" --config /nonexistent retry
 expect_exit 2 KilnctlBadDurationExits2 "$KILN_TEST_KILNCTL" purge --completed-older-than soon
+if [[ ! -e /etc/kiln/kiln.toml ]]; then
+    # Port 1 refuses at once: the database kilnctl was pointed at does not answer.
+    expect_exit 3 KilnctlWithoutAConfigFileExits3 env KILN_DB=mariadb://kiln@127.0.0.1:1/kiln \
+        "$KILN_TEST_KILNCTL" token list
+    if grep -q 'no config file was read' "$tmp/stderr"; then ok KilnctlSaysNoConfigFileWasRead; else
+        not_ok "KilnctlSaysNoConfigFileWasRead: $(cat "$tmp/stderr")"
+    fi
+fi
 expect_exit 2 WorkerUnknownOptionExits2 "$worker_bin" --slot 2
 expect_exit 2 WorkerOutOfRangeOptionExits2 "$worker_bin" --slots 0
 expect_exit 2 ApiUnknownOptionExits2 "$build_dir/fcgi/kiln-api" --bogus

@@ -65,6 +65,23 @@ TEST_F(Errors, UnknownJobIs404) {
     EXPECT_EQ(client.get("/api/v1/nothing").status, 404);
 }
 
+TEST_F(Errors, IdsAndFiltersOutsideTheirAlphabetAre404And400NeverUnavailable) {
+    // 26 bytes, as many as an id has, that are not base32 (nginx decodes the %C3%A9): MariaDB
+    // refuses to compare them with the ASCII id column, which used to answer 503.
+    const std::string odd = "%C3%A9" + std::string(24, 'a');
+    for (const std::string suffix : {"", "/sources", "/results", "/logs", "/logs/x.log"}) {
+        auto r = client.get("/api/v1/jobs/" + odd + suffix);
+        EXPECT_EQ(r.status, 404) << suffix << " " << r.body;
+    }
+    for (const std::string action : {"/cancel", "/retry"}) {
+        auto r = client.send("POST", "/api/v1/jobs/" + odd + action, "");
+        EXPECT_EQ(r.status, 404) << action << " " << r.body;
+    }
+    auto type = client.get("/api/v1/jobs?type=%C3%A9");
+    EXPECT_EQ(type.status, 400) << type.body;
+    EXPECT_EQ(type.code(), "invalid_request");
+}
+
 TEST_F(Errors, WrongMethodIs405WithAllow) {
     auto r = client.send("DELETE", "/api/v1/jobs", "");
     EXPECT_EQ(r.status, 405);
@@ -247,6 +264,8 @@ TEST_F(Errors, ErrorsNginxAnswersItselfAreProblems) {
         {"unknown transfer coding",
          "POST /api/v1/jobs HTTP/1.1\r\nTransfer-Encoding: gzip\r\n" + auth + end, 501,
          "not_implemented"},
+        {"HTTP/2.0 in the request line", "GET /api/v1/jobs HTTP/2.0\r\n" + auth + end, 505,
+         "http_version_not_supported"},
     };
     for (const auto& c : cases) {
         SCOPED_TRACE(c.what);

@@ -953,6 +953,7 @@ TEST_F(Hostile, ImageBombFailsOnThePixelLimitInBoundedTime) {
             error.find(std::to_string(w)) != std::string::npos ||
             (w > 1000000 && error.find("not a readable image") != std::string::npos);
         EXPECT_TRUE(names_limit) << error;
+        EXPECT_NE(error.find("not retried"), std::string::npos) << error;
         EXPECT_TRUE(watched.job["results"].empty()) << watched.job.dump();
     }
 }

@@ -168,6 +168,12 @@ TEST_F(JobsApi, ListRejectsBadFilters) {
     EXPECT_EQ(client.get("/api/v1/jobs?limit=501").status, 400);
     EXPECT_EQ(client.get("/api/v1/jobs?status=done").status, 400);
     EXPECT_EQ(client.get("/api/v1/jobs?cursor=garbage!").code(), "invalid_request");
+    // Only cursors the server issues: 2^63 is no seq, and "djE6MT" decodes to "v1:1" too, but
+    // the server writes that one "djE6MQ".
+    const auto too_big = util::base64url_encode("v1:9223372036854775808");
+    EXPECT_EQ(client.get("/api/v1/jobs?cursor=" + too_big).status, 400);
+    EXPECT_EQ(client.get("/api/v1/jobs?cursor=djE6MT").status, 400);
+    EXPECT_EQ(client.get("/api/v1/jobs?cursor=djE6MQ").status, 200);
 }
 
 TEST_F(JobsApi, PositionInQueueCountsJobsThatRunFirst) {

@@ -142,6 +142,16 @@ TEST_F(Reliability, EachAttemptKeepsALogThatTheOwnerCanRead) {
     EXPECT_EQ(client.get("/api/v1/jobs/" + id + "/logs/../../kiln.toml").status, 404);
 }
 
+TEST_F(Reliability, AnEmptyIdempotencyKeyIs400NotTakenForNone) {
+    const auto rows = stack.job_rows();
+    // "Name;" is how libcurl sends a header with an empty value.
+    auto r = client.send("POST", "/api/v1/jobs", R"({"type":"test.controlled"})",
+                         {"Content-Type: application/json", "Idempotency-Key;"});
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(r.code(), "invalid_request");
+    EXPECT_EQ(stack.job_rows(), rows);
+}
+
 TEST_F(Reliability, TheSameIdempotencyKeyGivesTheOriginalJobAndADifferentRequestIs422) {
     const std::string key = "key-" + util::new_job_id();
     const std::vector<std::string> header = {"Content-Type: application/json",
