@@ -17,13 +17,14 @@
 
 namespace {
 
-// Blocks the stop signals in every thread and waits for them in one, so shutdown runs as
-// ordinary code instead of inside a signal handler.
-sigset_t stop_signals() {
+// Blocks the stop signals (and SIGHUP, whose default would end the process) in every thread and
+// waits for them in one, so shutdown runs as ordinary code instead of inside a signal handler.
+sigset_t handled_signals() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     return set;
 }
 
@@ -57,7 +58,7 @@ int main(int argc, char** argv) {
     // request threads that retention, not any request, would set the resident size.
     mallopt(M_ARENA_MAX, 2);
 
-    sigset_t signals = stop_signals();
+    sigset_t signals = handled_signals();
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-response must not kill the process
 
@@ -68,24 +69,29 @@ int main(int argc, char** argv) {
     }
     std::thread signal_thread([&] {
         int sig = 0;
-        sigwait(&signals, &sig);
+        while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+            log::warning(
+                "SIGHUP ignored: kiln-api reads its config and converter definitions "
+                "when it starts; restart it to apply changes");
+        }
         log::info("stopping", {{"signal", sig}});
         util::notify("STOPPING=1");
         (*server)->stop();
     });
     signal_thread.detach();
 
-    log::info("kiln-api ready", {{"listen", config->api.listen},
-                                 {"threads", config->api.threads},
-                                 {"upload_threads", config->api.upload_threads},
-                                 {"converters", app.converters.size()}});
-    util::notify("READY=1");
+    // Before READY=1: a kiln-api that cannot type uploads is not ready.
     auto magic_database = magic::Database::load();
     if (!magic_database) {
         log::error("cannot load the magic database",
                    {{"error", magic_database.error().describe()}});
         return 2;
     }
+    log::info("kiln-api ready", {{"listen", config->api.listen},
+                                 {"threads", config->api.threads},
+                                 {"upload_threads", config->api.upload_threads},
+                                 {"converters", app.converters.size()}});
+    util::notify("READY=1");
     auto ran = (*server)->run(config->api.threads, config->api.upload_threads,
                               [&]() -> Result<std::unique_ptr<http::ThreadHandler>> {
                                   auto magic = magic::Detector::open(*magic_database);

@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -107,6 +108,18 @@ bool ready_for_next_request(FCGX_Request& req, const Request& request, const Fcg
 
 constexpr std::uint32_t watch_flags = EPOLLIN | EPOLLONESHOT;
 
+// Whether a process accepts connections on the unix socket at `path`: another kiln-api
+// started with the same config, whose socket must not be taken over.
+bool someone_listens(const std::string& path) {
+    sockaddr_un addr{};
+    if (path.size() >= sizeof addr.sun_path) return false;
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    util::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return false;
+    return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+}
+
 // One-shot: the first event disarms the descriptor, so exactly one thread reads each request.
 // A connection seen before is re-armed (MOD), a new one registered (ADD).
 bool watch(int epoll_fd, int fd, bool registered) {
@@ -125,9 +138,14 @@ Result<std::unique_ptr<FcgiServer>> FcgiServer::open(const std::string& socket_p
     if (auto inherited = util::inherited_socket()) {
         fd = *inherited;
     } else {
-        // A socket file left by a crashed instance would make bind() fail.
+        // A socket file left by a crashed instance would make bind() fail; one that a running
+        // instance listens on is its, and is left alone.
         struct stat st {};
         if (::lstat(socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+            if (someone_listens(socket_path)) {
+                return fail(ErrorCode::config, "another process listens on " + socket_path +
+                                                   " (is kiln-api running already?)");
+            }
             ::unlink(socket_path.c_str());
         }
         const mode_t old_mask = ::umask(0117);  // socket mode 0660: nginx reaches it via the group

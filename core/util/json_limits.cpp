@@ -1,6 +1,8 @@
 #include "core/util/json_limits.hpp"
 
+#include <set>
 #include <string>
+#include <vector>
 
 namespace kiln::util {
 namespace {
@@ -41,9 +43,29 @@ Result<nlohmann::json> parse_client_json(std::string_view text, std::string_view
         return fail(ErrorCode::invalid_request,
                     std::string(what) + " nests deeper than " + std::to_string(max_json_depth));
     }
-    auto value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    // A key given twice in one object is refused: parsers differ on which one counts (nlohmann
+    // keeps the last, others the first), and a proxy and kiln must not read different requests.
+    std::vector<std::set<std::string>> open_objects;
+    std::optional<std::string> repeated;
+    auto watch_keys = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        using Event = nlohmann::json::parse_event_t;
+        if (event == Event::object_start) {
+            open_objects.emplace_back();
+        } else if (event == Event::object_end && !open_objects.empty()) {
+            open_objects.pop_back();
+        } else if (event == Event::key && !open_objects.empty() && !repeated &&
+                   !open_objects.back().insert(parsed.get<std::string>()).second) {
+            repeated = parsed.get<std::string>();
+        }
+        return true;
+    };
+    auto value = nlohmann::json::parse(text, watch_keys, /*allow_exceptions=*/false);
     if (value.is_discarded()) {
         return fail(ErrorCode::invalid_request, std::string(what) + " is not valid JSON");
+    }
+    if (repeated) {
+        return fail(ErrorCode::invalid_request,
+                    std::string(what) + " gives the member '" + *repeated + "' twice");
     }
     return value;
 }

@@ -13,8 +13,8 @@ namespace kiln::util {
 
 inline constexpr int max_json_depth = 16;
 
-// Parses `text`; fails with invalid_request naming `what` when it is not valid JSON or nests
-// deeper than max_json_depth.
+// Parses `text`; fails with invalid_request naming `what` when it is not valid JSON, nests
+// deeper than max_json_depth, or gives a member twice in one object.
 Result<nlohmann::json> parse_client_json(std::string_view text, std::string_view what);
 
 }  // namespace kiln::util

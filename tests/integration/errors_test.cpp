@@ -209,6 +209,23 @@ TEST_F(Errors, WrongRequestContentTypeIs415) {
     auto r = client.send("POST", "/api/v1/jobs", "type=image.thumbnails",
                          {"Content-Type: application/x-www-form-urlencoded"});
     expect_problem_and_nothing_kept(r, 415, "unsupported_media_type", rows, files);
+    // The media type is matched whole (not as a prefix), and JSON is read as UTF-8 only.
+    const std::string json = R"({"type":"test.noop"})";
+    for (const char* type : {"application/jsonx", "application/json; charset=utf-16"}) {
+        auto refused =
+            client.send("POST", "/api/v1/jobs", json, {std::string("Content-Type: ") + type});
+        SCOPED_TRACE(type);
+        expect_problem_and_nothing_kept(refused, 415, "unsupported_media_type", rows, files);
+    }
+    auto no_boundary =
+        client.send("POST", "/api/v1/jobs", "x", {"Content-Type: Multipart/Form-Data"});
+    expect_problem_and_nothing_kept(no_boundary, 400, "invalid_request", rows, files);
+}
+
+TEST_F(Errors, MediaTypesAreCaseInsensitive) {
+    auto r = client.send("POST", "/api/v1/jobs", R"({"type":"test.noop"})",
+                         {"Content-Type: Application/JSON; Charset=\"UTF-8\""});
+    EXPECT_EQ(r.status, 201) << r.body;
 }
 
 TEST_F(Errors, UnknownTypeIs422) {

@@ -48,6 +48,30 @@ class PooledConnections : public ::testing::Test {
     std::unique_ptr<SpawnedProcess> api_;
 };
 
+// A second kiln-api started with the same socket path (a second start of the same config) must
+// not take the socket over: the first would stay running but unreachable, and the socket file
+// would vanish with the second.
+TEST_F(PooledConnections, ASecondApiOnTheSameSocketRefusesToStart) {
+    auto second = start_private_api({}, socket_, "api-pooled-second.log");
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    EXPECT_EQ(second->stop(SIGTERM, std::chrono::seconds(5)), 1) << read_file(second->log());
+    EXPECT_NE(read_file(second->log()).find("another process listens on"), std::string::npos);
+    ASSERT_TRUE(std::filesystem::exists(socket_));
+    FcgiConnection conn(socket_);
+    conn.send(fcgi_params("GET", "/health"));
+    EXPECT_TRUE(is_status(conn.receive(), 200));
+}
+
+// SIGHUP (a `systemctl reload` habit, a closed terminal) leaves kiln-api serving; TearDown then
+// checks that it still stops cleanly on SIGTERM.
+TEST_F(PooledConnections, SighupLeavesItServing) {
+    ASSERT_EQ(::kill(api_->pid(), SIGHUP), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    FcgiConnection conn(socket_);
+    conn.send(fcgi_params("GET", "/health"));
+    EXPECT_TRUE(is_status(conn.receive(), 200));
+}
+
 TEST_F(PooledConnections, OneConnectionCarriesManyRequests) {
     FcgiConnection conn(socket_);
     for (int i = 0; i < 50; ++i) {

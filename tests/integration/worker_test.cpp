@@ -109,6 +109,17 @@ TEST_F(Worker, VideoTranscodeToMp4ScalesToTheRequestedHeightWithFaststart) {
     EXPECT_LT(bytes.find("moov"), bytes.find("mdat"));
 }
 
+// Two frames ten hours apart: filled in at the frame rate, they made 900,000 frames and kept a
+// worker busy until the timeout, three attempts in a row. Frames keep their timestamps instead.
+TEST_F(Worker, VideoTranscodeDoesNotFillATimestampGapWithCopiedFrames) {
+    const auto id = create({{"type", "video.transcode"},
+                            {"params", R"({"format":"mp4"})"},
+                            {"file", "", media::gap_video()}});
+    auto w = watch_job(client, id, std::chrono::seconds(60));
+    ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+    EXPECT_LT(std::filesystem::file_size(download(id, "video.mp4")), 100'000u);
+}
+
 // H.264 in yuv420p needs even dimensions: an odd-sized source and an odd height param are rounded
 // down to even instead of failing the job ("width not divisible by 2").
 TEST_F(Worker, VideoTranscodeToMp4RoundsOddDimensionsDownToEven) {

@@ -32,6 +32,16 @@ TEST(ClientJson, BracketsInsideStringsDoNotCountAsNesting) {
         parse_client_json(R"({"a":"[[[[[[[[[[[[[[[[[[[[[[[[\"[[["})", "params").has_value());
 }
 
+TEST(ClientJson, AMemberGivenTwiceInOneObjectIsRejectedNamingIt) {
+    auto v = parse_client_json(R"({"height":240,"format":"mp4","height":300})", "params");
+    ASSERT_FALSE(v.has_value());
+    EXPECT_EQ(v.error().code, ErrorCode::invalid_request);
+    EXPECT_NE(v.error().message.find("'height' twice"), std::string::npos) << v.error().message;
+    // The same key in different objects, nested or side by side, is fine.
+    EXPECT_TRUE(parse_client_json(R"({"a":{"a":1},"b":[{"a":1},{"a":2}]})", "params"));
+    EXPECT_FALSE(parse_client_json(R"({"a":{"b":1,"b":2}})", "params"));
+}
+
 TEST(ClientJson, ANulByteAnywhereIsRejectedNotTruncated) {
     using namespace std::string_literals;
     EXPECT_FALSE(parse_client_json("{\"a\":1}\0{\"b\":2}"s, "params").has_value());

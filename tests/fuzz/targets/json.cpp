@@ -3,16 +3,20 @@
 // Input: the JSON text.
 //
 // nlohmann::json without the depth limit is the oracle: parse_client_json must accept exactly
-// the texts it accepts that nest at most max_json_depth deep, and return the same value. An
-// accepted value must survive dump() (kiln stores and echoes client JSON) and parse back equal.
+// the texts it accepts that nest at most max_json_depth deep and give no member twice in one
+// object (told by nlohmann's SAX events, apart from kiln's parse callback), and return the same
+// value. An accepted value must survive dump() (kiln stores and echoes client JSON) and parse
+// back equal.
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -50,6 +54,42 @@ bool has_non_finite(const nlohmann::json& value) {
     return false;
 }
 
+// SAX events of a valid text: whether some object gives a key twice.
+struct DuplicateKeys : nlohmann::json_sax<nlohmann::json> {
+    std::vector<std::set<std::string>> objects;
+    bool found = false;
+    bool null() override { return true; }
+    bool boolean(bool) override { return true; }
+    bool number_integer(number_integer_t) override { return true; }
+    bool number_unsigned(number_unsigned_t) override { return true; }
+    bool number_float(number_float_t, const string_t&) override { return true; }
+    bool string(string_t&) override { return true; }
+    bool binary(binary_t&) override { return true; }
+    bool start_object(std::size_t) override {
+        objects.emplace_back();
+        return true;
+    }
+    bool key(string_t& k) override {
+        found = found || !objects.back().insert(k).second;
+        return true;
+    }
+    bool end_object() override {
+        objects.pop_back();
+        return true;
+    }
+    bool start_array(std::size_t) override { return true; }
+    bool end_array() override { return true; }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+        return false;
+    }
+};
+
+bool has_duplicate_keys(std::string_view text) {
+    DuplicateKeys sax;
+    nlohmann::json::sax_parse(text, &sax, nlohmann::json::input_format_t::json, false);
+    return sax.found;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -59,8 +99,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Inputs are at most a few KiB, so the unbounded parse (and depth()) stays cheap here.
     const auto oracle = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     const bool has_nul = text.find('\0') != std::string_view::npos;
-    const bool oracle_accepts =
-        !has_nul && !oracle.is_discarded() && depth(oracle) <= kiln::util::max_json_depth;
+    const bool oracle_accepts = !has_nul && !oracle.is_discarded() &&
+                                depth(oracle) <= kiln::util::max_json_depth &&
+                                !has_duplicate_keys(text);
     if (parsed && has_nul) {
         if (tolerate_nul_truncation) return 0;
         violated("accepted a text with a NUL byte");

@@ -76,6 +76,12 @@ const std::filesystem::path& odd_sized_video() {
                                    {"-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv444p"});
     return p;
 }
+const std::filesystem::path& gap_video() {
+    static const auto p = generate("gap.mkv", {"testsrc=size=64x48:rate=25"},
+                                   {"-frames:v", "2", "-vf", "setpts=N*36000/TB", "-fps_mode",
+                                    "passthrough", "-c:v", "libx264"});
+    return p;
+}
 const std::filesystem::path& heic() {
     static const auto p = heif_of_small_png("pattern.heic", {});
     return p;

@@ -19,6 +19,9 @@ const std::filesystem::path& short_video();  // 1 s 320x240 H.264
 const std::filesystem::path& live_webm();
 // 1 s 321x241 H.264 4:4:4: odd dimensions, which 4:2:0 encoders refuse.
 const std::filesystem::path& odd_sized_video();
+// Two 64x48 H.264 frames ten hours apart in Matroska: a timestamp gap, as a broken or hostile
+// file has.
+const std::filesystem::path& gap_video();
 const std::filesystem::path& big_png();    // 2000x1500 test pattern
 const std::filesystem::path& small_png();  // 400x300 test pattern
 // small_png() as HEIC (how iPhones store photos) and as AVIF, written by vips.
