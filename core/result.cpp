@@ -16,6 +16,8 @@ std::string_view to_string(ErrorCode code) {
             return "not_found";
         case ErrorCode::method_not_allowed:
             return "method_not_allowed";
+        case ErrorCode::request_timeout:
+            return "request_timeout";
         case ErrorCode::conflict:
             return "conflict";
         case ErrorCode::length_required:

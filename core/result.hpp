@@ -15,6 +15,7 @@ enum class ErrorCode {
     unauthorized,            // 401
     not_found,               // 404
     method_not_allowed,      // 405
+    request_timeout,         // 408: a body that arrives too slowly
     conflict,                // 409
     length_required,         // 411
     payload_too_large,       // 413

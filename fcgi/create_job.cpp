@@ -248,16 +248,17 @@ Result<CreateFields> read_json_request(http::Request& request, const ApiConfig& 
     }
     CreateFields fields;
     for (const auto& [key, value] : json->items()) {
-        if (key == "type" && value.is_string())
-            fields.type = value.get<std::string>();
-        else if (key == "priority" && value.is_string())
-            fields.priority = value.get<std::string>();
-        else if (key == "params")
+        if (key == "params") {
             fields.params = value.dump();
-        else
+        } else if (key != "type" && key != "priority") {
             return fail(ErrorCode::invalid_request,
                         "unexpected member '" + key.substr(0, 64) +
-                            "' (expected type, params, priority as strings/object)");
+                            "' (the members are type, params and priority)");
+        } else if (!value.is_string()) {
+            return fail(ErrorCode::invalid_request, "'" + key + "' must be a string");
+        } else {
+            (key == "type" ? fields.type : fields.priority) = value.get<std::string>();
+        }
     }
     return fields;
 }

@@ -34,22 +34,36 @@ std::optional<std::string> optional_param(FCGX_Request& req, const char* name) {
 
 class FcgiBodyReader final : public BodyReader {
   public:
-    explicit FcgiBodyReader(FCGX_Stream* in) : in_(in) {}
+    explicit FcgiBodyReader(FCGX_Stream* in) : in_(in), pace_(BodyPace::Clock::now()) {}
     std::size_t read(char* buffer, std::size_t size) override {
-        int n = FCGX_GetStr(buffer, static_cast<int>(std::min<std::size_t>(size, 1 << 30)), in_);
-        if (n <= 0) return 0;
-        consumed_ += static_cast<std::uint64_t>(n);
-        return static_cast<std::size_t>(n);
+        std::size_t got = 0;
+        while (got < size && !too_slow_) {
+            // What libfcgi holds already, else one byte, which waits for the next stdin record:
+            // taken record by record, the body's pace is checked as it arrives, not once a whole
+            // buffer has come (a trickle would never fill one).
+            const auto held = static_cast<std::size_t>(in_->stop - in_->rdNext);
+            const std::size_t want =
+                std::min({size - got, std::max<std::size_t>(held, 1), std::size_t{1} << 30});
+            const int n = FCGX_GetStr(buffer + got, static_cast<int>(want), in_);
+            if (n <= 0) break;
+            got += static_cast<std::size_t>(n);
+            too_slow_ = !pace_.on_read(static_cast<std::uint64_t>(n), BodyPace::Clock::now());
+        }
+        consumed_ += got;
+        return got;
     }
     // libfcgi closes the stream both at the empty stdin record that ends the body and when the
     // connection breaks; only the first leaves no error.
     bool complete() const override {
-        return FCGX_HasSeenEOF(in_) == EOF && FCGX_GetError(in_) == 0;
+        return !too_slow_ && FCGX_HasSeenEOF(in_) == EOF && FCGX_GetError(in_) == 0;
     }
+    bool too_slow() const override { return too_slow_; }
     std::uint64_t consumed() const { return consumed_; }
 
   private:
     FCGX_Stream* in_;
+    BodyPace pace_;
+    bool too_slow_ = false;
     std::uint64_t consumed_ = 0;
 };
 

@@ -71,6 +71,15 @@ Result<> check_body_length(const Request& request, std::uint64_t limit) {
     return {};
 }
 
+bool BodyPace::on_read(std::uint64_t bytes, Clock::time_point now) {
+    bytes_in_window_ += bytes;
+    if (now - window_start_ < window_) return true;
+    const bool enough = bytes_in_window_ >= min_bytes_;
+    window_start_ = now;
+    bytes_in_window_ = 0;
+    return enough;
+}
+
 Result<> read_body(Request& request, std::uint64_t limit, char* buffer, std::size_t buffer_size,
                    const std::function<Result<>(std::string_view)>& consume) {
     if (auto r = check_body_length(request, limit); !r) return r;
@@ -88,6 +97,12 @@ Result<> read_body(Request& request, std::uint64_t limit, char* buffer, std::siz
                         "the body is larger than " + std::to_string(limit) + " bytes");
         }
         if (auto r = consume(std::string_view(buffer, n)); !r) return r;
+    }
+    if (request.body->too_slow()) {
+        return fail(ErrorCode::request_timeout,
+                    "the body arrived too slowly: less than " +
+                        std::to_string(BodyPace::default_min_bytes / 1024) + " KiB in " +
+                        std::to_string(BodyPace::default_window.count()) + " s");
     }
     const bool whole =
         request.content_length ? got == *request.content_length : request.body->complete();

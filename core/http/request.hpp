@@ -2,6 +2,7 @@
 // A request as handlers see it: copied out of the FastCGI parameters (which die with the
 // request), with the body left unread behind a reader so uploads can be streamed.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -17,12 +18,37 @@ namespace kiln::http {
 class BodyReader {
   public:
     virtual ~BodyReader() = default;
-    // Up to `size` bytes; 0 at the end of the body or when the client went away (the caller
-    // compares what it got with Content-Length, or asks complete() for a chunked body).
+    // Up to `size` bytes; 0 at the end of the body, when the client went away (the caller
+    // compares what it got with Content-Length, or asks complete() for a chunked body), or
+    // when the body arrives too slowly (too_slow()).
     virtual std::size_t read(char* buffer, std::size_t size) = 0;
     // After read() returned 0: true when the body's end arrived, false when the stream broke
-    // off (the client went away mid-upload).
+    // off (the client went away mid-upload) or was too slow.
     [[nodiscard]] virtual bool complete() const = 0;
+    // After read() returned 0: the body was given up because it came slower than BodyPace allows.
+    [[nodiscard]] virtual bool too_slow() const { return false; }
+};
+
+// How slowly a body may arrive: at least `min_bytes` in every `window` while it is read. An
+// upload holds a thread until its last byte, so a client trickling a few bytes now and then
+// (under nginx's idle timeout) would otherwise hold it for as long as it likes.
+class BodyPace {
+  public:
+    using Clock = std::chrono::steady_clock;
+    static constexpr std::chrono::seconds default_window{30};
+    static constexpr std::uint64_t default_min_bytes = 32 * 1024;
+
+    explicit BodyPace(Clock::time_point start, std::chrono::seconds window = default_window,
+                      std::uint64_t min_bytes = default_min_bytes)
+        : window_(window), min_bytes_(min_bytes), window_start_(start) {}
+    // Counts `bytes` read at `now`; false once a whole window went by with fewer than min_bytes.
+    bool on_read(std::uint64_t bytes, Clock::time_point now);
+
+  private:
+    std::chrono::seconds window_;
+    std::uint64_t min_bytes_;
+    Clock::time_point window_start_;
+    std::uint64_t bytes_in_window_ = 0;
 };
 
 struct Request {

@@ -12,6 +12,8 @@ int status_of(ErrorCode code) {
             return 404;
         case ErrorCode::method_not_allowed:
             return 405;
+        case ErrorCode::request_timeout:
+            return 408;
         case ErrorCode::conflict:
             return 409;
         case ErrorCode::length_required:
@@ -52,6 +54,8 @@ std::string_view reason_phrase(int status) {
             return "Not Found";
         case 405:
             return "Method Not Allowed";
+        case 408:
+            return "Request Timeout";
         case 409:
             return "Conflict";
         case 411:

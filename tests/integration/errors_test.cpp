@@ -116,6 +116,12 @@ TEST_F(Errors, MalformedJsonIs400) {
     const auto files = stack.files_in("sources").size();
     auto r = client.post_json("/api/v1/jobs", "{\"type\": ");
     expect_problem_and_nothing_kept(r, 400, "invalid_request", rows, files);
+    // A member of the wrong kind is named as such, not as an unexpected member.
+    auto number = client.post_json("/api/v1/jobs", R"({"type":5})");
+    expect_problem_and_nothing_kept(number, 400, "invalid_request", rows, files);
+    EXPECT_NE(number.body.find("'type' must be a string"), std::string::npos) << number.body;
+    auto twice = client.post_json("/api/v1/jobs", R"({"type":"test.noop","type":"test.fail"})");
+    expect_problem_and_nothing_kept(twice, 400, "invalid_request", rows, files);
 }
 
 TEST_F(Errors, MissingTypeIs400) {

@@ -151,6 +151,25 @@ TEST_F(PooledConnections, SigtermLetsTheUploadInProgressFinish) {
     EXPECT_TRUE(idle.closed_by_server()) << "the idle pooled connection is closed at exit";
 }
 
+// A client that trickles its upload (a byte now and then, under nginx's idle timeout) would hold
+// an upload thread for as long as it likes: a body must bring 32 KiB in every 30 s, else it is
+// answered 408 and nothing is kept.
+TEST_F(PooledConnections, AnUploadSlowerThanTheMinimumPaceIs408AndKeepsNothing) {
+    const std::string body = multipart::upload("test.noop", "slow.png", read_file(media::png()));
+    auto params = fcgi_params("POST", "/api/v1/jobs", Stack::get().admin_token);
+    params.emplace_back("CONTENT_TYPE", multipart::content_type());
+    const auto rows = Stack::get().job_rows();
+    FcgiConnection trickling(socket_);
+    trickling.send(params, body.substr(0, 10), body.size());
+    std::this_thread::sleep_for(std::chrono::seconds(31));
+    trickling.send_body(body.substr(10, 1), false);
+    FcgiReply reply = trickling.receive(std::chrono::seconds(10));
+    EXPECT_TRUE(is_status(reply, 408)) << reply.stdout_data.substr(0, 400);
+    EXPECT_NE(reply.stdout_data.find("request_timeout"), std::string::npos);
+    EXPECT_EQ(Stack::get().job_rows(), rows);
+    EXPECT_TRUE(Stack::get().staged_upload_files().empty());
+}
+
 // Uploads have threads of their own: clients slow to send their bodies, more of them than there
 // are upload threads, wait in a bounded queue and leave the request threads to everyone else.
 TEST_F(PooledConnections, SlowUploadsQueueForTheirOwnThreadsAndLeaveTheRestFree) {
