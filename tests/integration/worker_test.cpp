@@ -163,6 +163,17 @@ TEST_F(Worker, VideoThumbnailIsOneJpegFrameEvenForAVideoShorterThanTwoSeconds) {
     }
 }
 
+// A frame narrower than the width asked for is not scaled, and keeps its odd height.
+TEST_F(Worker, VideoThumbnailOfAnOddSizedVideoKeepsItsSize) {
+    const auto id = create({{"type", "video.thumbnail"}, {"file", "", media::odd_sized_video()}});
+    auto w = watch_job(client, id);
+    ASSERT_EQ(w.job["status"], "completed") << w.job.dump();
+    auto info = probe(download(id, "thumbnail.jpg").string());
+    ASSERT_EQ(info["streams"].size(), 1u);
+    EXPECT_EQ(info["streams"][0]["width"], 321);
+    EXPECT_EQ(info["streams"][0]["height"], 241);
+}
+
 TEST_F(Worker, ImageThumbnailsHaveTheReferenceSizesAndNeverUpscale) {
     struct Case {
         std::filesystem::path image;
