@@ -269,15 +269,19 @@ TEST_F(Worker, AnInputTheConverterCannotUseFailsAtOnceWithItsReason) {
     const auto truncated = make_file("truncated.mp4", read_file(media::video5s()), 4096);
     struct Case {
         const std::filesystem::path* input;
+        std::string params;
         std::string reason;
         bool reason_names_the_input;
     };
     const std::vector<Case> cases = {
-        {&truncated, "Invalid data found when processing input", true},
-        {&media::voice_webm(), "matches no streams", false}};  // no video
+        {&truncated, "{}", "Invalid data found when processing input", true},
+        {&media::voice_webm(), "{}", "matches no streams", false},  // no video
+        // Scaled to a height of 240, a 4000x2 frame is 480000 wide: more than libx264 takes.
+        {&media::wide_video(), R"({"height":240})", "invalid width x height", false}};
     const std::string storage = stack.config.storage_root.string();
     for (const auto& c : cases) {
-        const auto id = create({{"type", "video.transcode"}, {"file", "", *c.input}});
+        const auto id =
+            create({{"type", "video.transcode"}, {"params", c.params}, {"file", "", *c.input}});
         auto w = watch_job(client, id);
         ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
         EXPECT_EQ(w.job["attempts"], 1) << w.job.dump();

@@ -82,6 +82,11 @@ const std::filesystem::path& gap_video() {
                                     "passthrough", "-c:v", "libx264"});
     return p;
 }
+const std::filesystem::path& wide_video() {
+    static const auto p = generate("wide.mp4", {"testsrc=size=4000x2:rate=25"},
+                                   {"-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p"});
+    return p;
+}
 const std::filesystem::path& heic() {
     static const auto p = heif_of_small_png("pattern.heic", {});
     return p;

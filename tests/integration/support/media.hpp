@@ -22,6 +22,8 @@ const std::filesystem::path& odd_sized_video();
 // Two 64x48 H.264 frames ten hours apart in Matroska: a timestamp gap, as a broken or hostile
 // file has.
 const std::filesystem::path& gap_video();
+// 1 s 4000x2 H.264: a frame whose aspect ratio makes any scaled height absurdly wide.
+const std::filesystem::path& wide_video();
 const std::filesystem::path& big_png();    // 2000x1500 test pattern
 const std::filesystem::path& small_png();  // 400x300 test pattern
 // small_png() as HEIC (how iPhones store photos) and as AVIF, written by vips.
