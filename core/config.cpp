@@ -9,8 +9,6 @@
 namespace kiln {
 namespace {
 
-constexpr const char* default_config_path = "/etc/kiln/kiln.toml";
-
 // Rejects keys the schema does not know, so a typo fails loudly instead of being ignored.
 Result<> check_keys(const toml::table& table, std::string_view section,
                     std::initializer_list<std::string_view> known) {

@@ -67,6 +67,9 @@ struct Config {
     std::filesystem::path file;  // the file read; empty when there was none (built-in defaults)
 };
 
+// The file read when neither --config nor KILN_CONFIG names one.
+inline constexpr const char* default_config_path = "/etc/kiln/kiln.toml";
+
 // Reads the file (a missing file is an error only when `path` was given explicitly), then applies
 // the environment overrides. Fails with config naming the key on an unknown key or a bad value.
 Result<Config> load_config(const std::optional<std::filesystem::path>& path);

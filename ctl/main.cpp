@@ -21,9 +21,9 @@ int report(const kiln::Error& error) {
 // A database that does not answer, when no config file was read: most likely the wrong one.
 int report_unreachable(const kiln::Error& error, const kiln::Config& config) {
     if (error.code == kiln::ErrorCode::unavailable && config.file.empty()) {
-        std::cerr << "kilnctl: no config file was read (/etc/kiln/kiln.toml does not exist), so "
-                     "the built-in database settings were used; give --config FILE or set "
-                     "KILN_CONFIG (a scripts/run stack's is var/kiln.toml)\n";
+        std::cerr << "kilnctl: no config file was read (" << kiln::default_config_path
+                  << " does not exist), so the built-in database settings were used; give "
+                     "--config FILE or set KILN_CONFIG (a scripts/run stack's is var/kiln.toml)\n";
     }
     return report(error);
 }

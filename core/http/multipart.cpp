@@ -449,11 +449,27 @@ Result<> MultipartParser::end_of_headers() {
     return {};
 }
 
+std::string media_type(std::string_view content_type) {
+    std::string type(trim(content_type.substr(0, content_type.find(';'))));
+    std::ranges::transform(type, type.begin(), ascii_lower);
+    return type;
+}
+
+std::string charset_of(std::string_view content_type) {
+    const std::size_t type_end = std::min(content_type.find(';'), content_type.size());
+    auto params = parse_parameters(content_type.substr(type_end));
+    if (!params) return "";
+    for (Parameter& param : *params) {
+        if (!iequals(param.name, "charset")) continue;
+        std::ranges::transform(param.value, param.value.begin(), ascii_lower);
+        return std::move(param.value);
+    }
+    return "";
+}
+
 std::optional<std::string> multipart_boundary(std::string_view content_type) {
     const std::size_t type_end = std::min(content_type.find(';'), content_type.size());
-    if (!iequals(trim(content_type.substr(0, type_end)), "multipart/form-data")) {
-        return std::nullopt;
-    }
+    if (media_type(content_type) != "multipart/form-data") return std::nullopt;
     auto params = parse_parameters(content_type.substr(type_end));
     if (!params) return std::nullopt;
 

@@ -92,6 +92,13 @@ class MultipartParser final {
     bool content_type_seen_ = false;
 };
 
+// The media type of a Content-Type value without its parameters, trimmed and lowercased (media
+// types are case-insensitive): "application/json" for "Application/JSON; charset=utf-8".
+std::string media_type(std::string_view content_type);
+// The value of its charset parameter, lowercased and unquoted; empty when there is none or the
+// parameters do not parse.
+std::string charset_of(std::string_view content_type);
+
 // The boundary parameter of a multipart/form-data Content-Type (quoted or not), or nullopt when
 // the type is not multipart/form-data or the boundary is missing, empty or longer than 70 chars.
 std::optional<std::string> multipart_boundary(std::string_view content_type);

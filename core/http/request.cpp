@@ -3,7 +3,6 @@
 #include <cgicc/CgiUtils.h>
 
 #include <algorithm>
-#include <cctype>
 
 namespace kiln::http {
 
@@ -25,38 +24,6 @@ Result<std::map<std::string, std::string>> parse_query(std::string_view query) {
         query.remove_prefix(amp + 1);
     }
     return out;
-}
-
-namespace {
-
-std::string lowercase_trimmed(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
-
-}  // namespace
-
-std::string media_type(std::string_view content_type) {
-    return lowercase_trimmed(content_type.substr(0, content_type.find(';')));
-}
-
-std::string charset_of(std::string_view content_type) {
-    for (auto semi = content_type.find(';'); semi != std::string_view::npos;) {
-        content_type.remove_prefix(semi + 1);
-        semi = content_type.find(';');
-        std::string param = lowercase_trimmed(content_type.substr(0, semi));
-        if (!param.starts_with("charset=")) continue;
-        std::string value = param.substr(8);
-        if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
-            value = value.substr(1, value.size() - 2);
-        }
-        return value;
-    }
-    return "";
 }
 
 Result<> check_body_length(const Request& request, std::uint64_t limit) {

@@ -69,12 +69,6 @@ struct Request {
 // Fails with invalid_request when the query string is longer than 4 KiB.
 Result<std::map<std::string, std::string>> parse_query(std::string_view query);
 
-// The media type of a Content-Type value without its parameters, trimmed and lowercased (media
-// types are case-insensitive): "application/json" for "Application/JSON; charset=utf-8".
-std::string media_type(std::string_view content_type);
-// The value of its charset parameter, lowercased and unquoted; empty when there is none.
-std::string charset_of(std::string_view content_type);
-
 // Checks that the request has a body whose size is known (Content-Length) or will be (chunked);
 // fails with length_required otherwise, and with payload_too_large when its Content-Length is
 // above `limit`.

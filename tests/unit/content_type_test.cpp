@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/http/request.hpp"
+#include "core/http/multipart.hpp"
 
 namespace kiln::http {
 namespace {
