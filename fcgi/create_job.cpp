@@ -322,14 +322,6 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     std::vector<UploadedFile> files;
     std::unique_ptr<storage::Staging> staging;
     const std::string media_type = http::media_type(request.content_type);
-    if (media_type == "application/json") {
-        // JSON is UTF-8 (RFC 8259); a body declared otherwise would be read wrong.
-        if (const auto charset = http::charset_of(request.content_type);
-            !charset.empty() && charset != "utf-8") {
-            return fail(ErrorCode::unsupported_media_type,
-                        "application/json is read as UTF-8; charset=" + charset + " is not", "");
-        }
-    }
     if (auto boundary = http::multipart_boundary(request.content_type)) {
         auto staged = ctx.app.storage.stage(storage::Area::sources, job.id);
         if (!staged) return std::unexpected(staged.error());
@@ -341,6 +333,12 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
         fields = std::move(collector.fields());
         files = std::move(collector.files());
     } else if (media_type == "application/json") {
+        // JSON is UTF-8 (RFC 8259); a body declared otherwise would be read wrong.
+        if (const auto charset = http::charset_of(request.content_type);
+            !charset.empty() && charset != "utf-8") {
+            return fail(ErrorCode::unsupported_media_type,
+                        "application/json is read as UTF-8; charset=" + charset + " is not", "");
+        }
         auto parsed = read_json_request(request, limits);
         if (!parsed) return std::unexpected(parsed.error());
         fields = std::move(*parsed);

@@ -375,13 +375,6 @@ Result<Staged> run_noop(const jobs::ClaimedJob& job, RunningJob& running) {
 
 jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& running) {
     const auto& job = running.job();
-    jobs::Outcome outcome;
-    outcome.seq = job.seq;
-    outcome.id = job.id;
-    outcome.lease_token = job.lease_token;
-    outcome.attempt = job.attempt;
-    outcome.max_attempts = job.max_attempts;
-
     Result<Staged> result = Staged{};
     if (def == nullptr) {
         result = fail(ErrorCode::config, "this worker has no converter named " + job.type);
@@ -400,28 +393,22 @@ jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& runn
 
     const auto reason = running.stop_reason();
     if (reason == RunningJob::StopReason::release) {
-        outcome.kind = jobs::Outcome::Kind::released;
-    } else if (reason == RunningJob::StopReason::cancel) {
-        outcome.kind = jobs::Outcome::Kind::cancelled;
-    } else if (result) {
-        outcome.kind = jobs::Outcome::Kind::completed;
-        outcome.results = std::move(result->results);
-        if (auto staging = result->staging) {
-            outcome.publish = [staging] { return staging->commit(); };
-        }
-    } else {
-        outcome.kind = jobs::Outcome::Kind::failed;
-        outcome.error = result.error().describe();
+        return jobs::outcome_of(job, jobs::Outcome::Kind::released);
+    }
+    if (reason == RunningJob::StopReason::cancel) {
+        return jobs::outcome_of(job, jobs::Outcome::Kind::cancelled);
+    }
+    if (!result) {
         // A broken definition, a converter this worker lacks or an input the converter cannot
         // convert (a permanent_errors match, too many pixels) cannot heal by retrying.
-        outcome.permanent = result.error().code == ErrorCode::config ||
-                            result.error().code == ErrorCode::invalid_request;
-        // Every permanent failure says so in the same words, which clients can look for.
-        if (outcome.permanent && outcome.error.find("not retried") == std::string::npos) {
-            outcome.error += " (not retried)";
-        }
-        outcome.retry_delay =
-            jobs::retry_delay(job.attempt, std::chrono::seconds(2), std::chrono::minutes(5));
+        const bool permanent = result.error().code == ErrorCode::config ||
+                               result.error().code == ErrorCode::invalid_request;
+        return jobs::failed_attempt(job, result.error().describe(), permanent);
+    }
+    jobs::Outcome outcome = jobs::outcome_of(job, jobs::Outcome::Kind::completed);
+    outcome.results = std::move(result->results);
+    if (auto staging = result->staging) {
+        outcome.publish = [staging] { return staging->commit(); };
     }
     return outcome;
 }

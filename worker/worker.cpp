@@ -43,18 +43,6 @@ const char* outcome_name(jobs::Outcome::Kind kind) {
     return "unknown";
 }
 
-// An outcome of `job` with what every outcome carries: which job, under which lease, which attempt.
-jobs::Outcome outcome_of(const jobs::ClaimedJob& job, jobs::Outcome::Kind kind) {
-    jobs::Outcome o;
-    o.kind = kind;
-    o.seq = job.seq;
-    o.id = job.id;
-    o.lease_token = job.lease_token;
-    o.attempt = job.attempt;
-    o.max_attempts = job.max_attempts;
-    return o;
-}
-
 // A job runner that throws (out of memory, a bug) fails that attempt, to be retried, instead of
 // ending the worker with every other running job.
 jobs::Outcome run_guarded(JobRunner& runner, const converters::Definition* def, RunningJob& job) {
@@ -62,11 +50,8 @@ jobs::Outcome run_guarded(JobRunner& runner, const converters::Definition* def, 
         return runner.run(def, job);
     } catch (const std::exception& e) {
         log::error("job runner failed", {{"job", job.job().id}, {"error", e.what()}});
-        jobs::Outcome outcome = outcome_of(job.job(), jobs::Outcome::Kind::failed);
-        outcome.error = std::string("kiln-worker failed running the job: ") + e.what();
-        outcome.retry_delay =
-            jobs::retry_delay(job.job().attempt, std::chrono::seconds(2), std::chrono::minutes(5));
-        return outcome;
+        return jobs::failed_attempt(
+            job.job(), std::string("kiln-worker failed running the job: ") + e.what(), false);
     }
 }
 
@@ -229,7 +214,7 @@ void Worker::dispatch_loop() {
                 // Jobs claimed but not started go straight back.
                 for (auto& job : queue_.take_waiting()) {
                     active_.erase(job->job().seq);
-                    recorder_.submit(outcome_of(job->job(), jobs::Outcome::Kind::released));
+                    recorder_.submit(jobs::outcome_of(job->job(), jobs::Outcome::Kind::released));
                 }
                 if (Clock::now() >= stop_deadline_) {
                     for (auto& [seq, job] : active_) job->stop(RunningJob::StopReason::release);

@@ -250,4 +250,24 @@ std::chrono::milliseconds retry_delay(int attempt, std::chrono::milliseconds bas
         static_cast<std::int64_t>(static_cast<double>(delay.count()) * jitter(rng)));
 }
 
+Outcome outcome_of(const ClaimedJob& job, Outcome::Kind kind) {
+    Outcome o;
+    o.kind = kind;
+    o.seq = job.seq;
+    o.id = job.id;
+    o.lease_token = job.lease_token;
+    o.attempt = job.attempt;
+    o.max_attempts = job.max_attempts;
+    return o;
+}
+
+Outcome failed_attempt(const ClaimedJob& job, std::string error, bool permanent) {
+    Outcome o = outcome_of(job, Outcome::Kind::failed);
+    o.error = std::move(error);
+    o.permanent = permanent;
+    if (permanent && o.error.find("not retried") == std::string::npos) o.error += " (not retried)";
+    o.retry_delay = retry_delay(job.attempt, std::chrono::seconds(2), std::chrono::minutes(5));
+    return o;
+}
+
 }  // namespace kiln::jobs

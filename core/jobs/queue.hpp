@@ -81,4 +81,12 @@ Result<std::vector<bool>> record_outcomes(db::Connection& conn,
 std::chrono::milliseconds retry_delay(int attempt, std::chrono::milliseconds base,
                                       std::chrono::milliseconds cap);
 
+// An outcome of `job`, with what every outcome carries: which job, under which lease, which
+// attempt.
+Outcome outcome_of(const ClaimedJob& job, Outcome::Kind kind);
+
+// A failed attempt of `job`: retried after a back-off (2 s doubling up to 5 min) while attempts
+// are left, unless `permanent`, whose error then says "not retried" (the words clients look for).
+Outcome failed_attempt(const ClaimedJob& job, std::string error, bool permanent);
+
 }  // namespace kiln::jobs
