@@ -185,16 +185,17 @@ std::uint64_t Statement::last_insert_id() const { return mysql_stmt_insert_id(st
 // ---- Connection ------------------------------------------------------------------------------
 
 Result<std::unique_ptr<Connection>> Connection::open(const DatabaseConfig& config,
-                                                     bool multi_statements) {
+                                                     bool multi_statements,
+                                                     std::chrono::seconds io_timeout) {
     MYSQL* handle = mysql_init(nullptr);
     if (handle == nullptr) return fail(ErrorCode::internal, "mysql_init: out of memory");
     std::unique_ptr<Connection> conn(new Connection(handle));
 
     unsigned timeout = static_cast<unsigned>(config.connect_timeout.count());
-    unsigned io_timeout = 30;
+    unsigned io_seconds = static_cast<unsigned>(io_timeout.count());
     mysql_optionsv(handle, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
-    mysql_optionsv(handle, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
-    mysql_optionsv(handle, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
+    mysql_optionsv(handle, MYSQL_OPT_READ_TIMEOUT, &io_seconds);
+    mysql_optionsv(handle, MYSQL_OPT_WRITE_TIMEOUT, &io_seconds);
     mysql_optionsv(handle, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     // Sessions run in UTC so DATETIME(3) values and NOW(3) are UTC everywhere, and in READ
     // COMMITTED so the queue's SKIP LOCKED claims take no gap locks.
@@ -259,6 +260,12 @@ Result<std::vector<Row>> Connection::query(std::string_view sql,
     auto stmt = prepare(sql);
     if (!stmt) return std::unexpected(stmt.error());
     return (*stmt)->query(std::span<const Value>(params.begin(), params.size()));
+}
+
+Result<unsigned> Connection::warning_count() {
+    auto rows = query("SHOW COUNT(*) WARNINGS");
+    if (!rows) return std::unexpected(rows.error());
+    return rows->empty() ? 0U : static_cast<unsigned>(rows->front().integer(0));
 }
 
 Result<> Connection::begin() { return check(mysql_query(handle_, "START TRANSACTION"), "begin"); }

@@ -6,6 +6,7 @@
 // reconnects on next use); any other server error with ErrorCode::internal, native set to
 // "errno/sqlstate" (e.g. "1213/40001" for a deadlock, see is_retryable()).
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -69,10 +70,13 @@ class Statement final {
 
 class Connection final {
   public:
-    // Connects with the configured timeouts. Fails with unavailable when the server cannot be
+    // Connects with the configured timeouts. `io_timeout` bounds each read and write on the
+    // connection afterwards; zero means none (a migration's index build on a large table may
+    // take longer than any request should). Fails with unavailable when the server cannot be
     // reached.
-    static Result<std::unique_ptr<Connection>> open(const DatabaseConfig& config,
-                                                    bool multi_statements = false);
+    static Result<std::unique_ptr<Connection>> open(
+        const DatabaseConfig& config, bool multi_statements = false,
+        std::chrono::seconds io_timeout = std::chrono::seconds{30});
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -84,6 +88,10 @@ class Connection final {
                                                 std::initializer_list<Value> params = {});
     [[nodiscard]] Result<std::vector<Row>> query(std::string_view sql,
                                                  std::initializer_list<Value> params = {});
+    // Warnings of the previous statement, such as MariaDB's note that LIMIT ROWS EXAMINED cut
+    // a query short. A round trip: Connector/C does not report the warnings of a prepared
+    // statement's result set (mysql_stmt_warning_count stays 0).
+    [[nodiscard]] Result<unsigned> warning_count();
 
     [[nodiscard]] Result<> begin();
     [[nodiscard]] Result<> commit();

@@ -40,7 +40,9 @@ Result<std::vector<MigrationFile>> find_migrations(const std::filesystem::path& 
 Result<MigrationReport> migrate(const DatabaseConfig& config, const std::filesystem::path& dir) {
     auto files = find_migrations(dir);
     if (!files) return std::unexpected(files.error());
-    auto conn = Connection::open(config, /*multi_statements=*/true);
+    // No timeout on reads: building an index on a large jobs table can take minutes, and a
+    // client that gave up would leave the server building it and the migration unrecorded.
+    auto conn = Connection::open(config, /*multi_statements=*/true, std::chrono::seconds{0});
     if (!conn) return std::unexpected(conn.error());
     Connection& c = **conn;
 

@@ -312,7 +312,8 @@ start_mariadb() {
     rm -f "$KILN_DB_SOCKET" "$KILN_DB_SOCKET.lock"
     log "starting MariaDB"
     # innodb_flush_log_at_trx_commit=1: the job store must survive a crash like production.
-    # No binary log: nothing replicates from a dev server.
+    # No binary log: nothing replicates from a dev server. The thread pool serves kiln's many
+    # short statements on a few threads (docs/operations.md, MariaDB).
     start_process mariadb mariadbd --no-defaults \
         --datadir="$KILN_DB_DATADIR" \
         --socket="$KILN_DB_SOCKET" \
@@ -325,6 +326,7 @@ start_mariadb() {
         --skip-log-bin \
         --innodb-buffer-pool-size=256M \
         --innodb-flush-log-at-trx-commit=1 \
+        --thread-handling=pool-of-threads \
         --character-set-server=utf8mb4
     # Crash recovery of a large redo log can take a while; the loop ends early if mariadbd dies.
     wait_for_socket mariadb "$KILN_DB_SOCKET" 120
