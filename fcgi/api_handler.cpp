@@ -58,6 +58,11 @@ http::Response ApiHandler::route(http::Request& request) {
         return get ? health() : method_not_allowed("GET, HEAD");
     }
     if (parts.size() < 3 || parts[0] != "api" || parts[1] != "v1") return not_found();
+    if (!request.repeated_header.empty()) {
+        return http::problem(Error{ErrorCode::invalid_request,
+                                   "the " + request.repeated_header + " header is given twice",
+                                   ""});
+    }
 
     // Authentication comes first for every API path, so unknown paths and ids reveal nothing.
     auto token = auth::bearer_token(request.authorization);

@@ -32,6 +32,28 @@ std::optional<std::string> optional_param(FCGX_Request& req, const char* name) {
     return v != nullptr ? std::optional<std::string>(v) : std::nullopt;
 }
 
+// Headers kiln-api reads that a request may give only once (nginx itself refuses a second
+// Authorization, Content-Length or Transfer-Encoding). nginx 1.22 passes a repeated header on
+// as a second parameter of the same name, of which libfcgi's lookup returns the first.
+struct SingleHeader {
+    std::string_view param;  // with the '=' that ends the name
+    std::string_view name;
+};
+constexpr SingleHeader single_headers[] = {{"HTTP_IDEMPOTENCY_KEY=", "Idempotency-Key"},
+                                           {"HTTP_CONTENT_TYPE=", "Content-Type"}};
+
+std::string first_repeated_header(FCGX_Request& req) {
+    for (const auto& header : single_headers) {
+        int seen = 0;
+        for (char** p = req.envp; p != nullptr && *p != nullptr; ++p) {
+            if (std::string_view(*p).starts_with(header.param) && ++seen > 1) {
+                return std::string(header.name);
+            }
+        }
+    }
+    return {};
+}
+
 class FcgiBodyReader final : public BodyReader {
   public:
     explicit FcgiBodyReader(FCGX_Stream* in) : in_(in), pace_(BodyPace::Clock::now()) {}
@@ -86,6 +108,7 @@ Request to_request(FCGX_Request& req) {
     r.chunked = !param(req, "HTTP_TRANSFER_ENCODING").empty();
     r.authorization = param(req, "HTTP_AUTHORIZATION");
     r.idempotency_key = optional_param(req, "HTTP_IDEMPOTENCY_KEY");
+    r.repeated_header = first_repeated_header(req);
     return r;
 }
 

@@ -62,6 +62,9 @@ struct Request {
     bool chunked = false;
     std::string authorization;
     std::optional<std::string> idempotency_key;  // nullopt when the header is absent
+    // A header kiln-api reads that the request gave more than once ("" if none): its answer is
+    // 400, as a proxy in front could read the other value.
+    std::string repeated_header;
     BodyReader* body = nullptr;
 };
 

@@ -994,6 +994,31 @@ TEST_F(Hostile, DeeplyNestedJsonParamsAre400) {
     expect_nothing_kept(before);
 }
 
+// A header kiln-api reads, given twice with different values: nginx passes both on and a proxy
+// in front may read the other one, so neither is taken. The same header once is served.
+TEST_F(Hostile, ARepeatedIdempotencyKeyOrContentTypeIs400AndKeepsNothing) {
+    const auto before = snapshot();
+    const std::string json = R"({"type":"test.noop"})";
+    const std::string key = "hostile-" + util::sha256_hex(util::random_bytes(8)).substr(0, 16);
+    auto keys = client.send("POST", "/api/v1/jobs", json,
+                            {"Content-Type: application/json", "Idempotency-Key: " + key + "a",
+                             "Idempotency-Key: " + key});
+    expect_problem(keys, 400, "invalid_request");
+    EXPECT_NE(keys.json().value("detail", "").find("Idempotency-Key"), std::string::npos)
+        << keys.body;
+    auto types = client.send("POST", "/api/v1/jobs", json,
+                             {"Content-Type: application/json", "Content-Type: text/plain"});
+    expect_problem(types, 400, "invalid_request");
+    EXPECT_NE(types.json().value("detail", "").find("Content-Type"), std::string::npos)
+        << types.body;
+    expect_nothing_kept(before);
+
+    auto once = client.send("POST", "/api/v1/jobs", json,
+                            {"Content-Type: application/json", "Idempotency-Key: " + key});
+    EXPECT_EQ(once.status, 201) << once.body;
+    settle({once.json().value("id", "")});
+}
+
 // Integer params just past the int64/uint64 edges and 2^32 + a valid value (a cast to 32 bits
 // would turn 4294967378 into 82): each is 400 naming the allowed range; none wraps into it.
 // Floats equal to a valid integer are not integers. The edges of the range itself pass.
