@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -177,11 +178,20 @@ void Worker::claim(std::size_t wanted) {
     request.types = claimable_types();
     request.max_jobs = static_cast<int>(std::min<std::size_t>(wanted, 64));
     request.lease = config_.worker.lease;
+    request.lease_token = jobs::new_lease_token();
     if (request.types.empty()) return;
     // After a database restart the first claim finds the connection dead: claim again on a
     // fresh one at once rather than after a back-off.
     auto claimed = session_.run_twice_if_lost(
-        [&](db::Connection& conn) { return jobs::claim_jobs(conn, request); });
+        [&](db::Connection& conn) -> Result<std::vector<jobs::ClaimedJob>> {
+            if (auto r = release_unsure_claims(conn); !r) return std::unexpected(r.error());
+            auto got = jobs::claim_jobs(conn, request);
+            if (!got && got.error().code == ErrorCode::unavailable) {
+                unsure_claims_.push_back(
+                    std::exchange(request.lease_token, jobs::new_lease_token()));
+            }
+            return got;
+        });
     if (!claimed) throw std::runtime_error(claimed.error().describe());
     for (auto& job : *claimed) {
         auto running = std::make_shared<RunningJob>(std::move(job));
@@ -192,6 +202,25 @@ void Worker::claim(std::size_t wanted) {
         }
         queue_.push(running);
     }
+}
+
+Result<> Worker::release_unsure_claims(db::Connection& conn) {
+    // Beyond this many (a long outage), the oldest claims' jobs wait out their lease instead.
+    constexpr std::size_t max_unsure = 64;
+    if (unsure_claims_.size() > max_unsure) {
+        unsure_claims_.erase(unsure_claims_.begin(),
+                             unsure_claims_.end() - static_cast<std::ptrdiff_t>(max_unsure));
+    }
+    while (!unsure_claims_.empty()) {
+        auto released = jobs::release_claim(conn, unsure_claims_.back());
+        if (!released) return std::unexpected(released.error());
+        if (*released > 0) {
+            log::warning("handed back jobs of a claim whose commit got no answer",
+                         {{"worker", name_}, {"jobs", *released}});
+        }
+        unsure_claims_.pop_back();
+    }
+    return {};
 }
 
 void Worker::dispatch_loop() {

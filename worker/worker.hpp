@@ -50,6 +50,7 @@ class Worker {
     // Runs the jobs the dispatcher queues, one at a time, until the queue is closed and empty.
     void slot_loop(magic::Detector& detector);
     void claim(std::size_t wanted);
+    Result<> release_unsure_claims(db::Connection& conn);
     std::vector<std::string> claimable_types();
     void signal_dispatcher();
 
@@ -60,6 +61,10 @@ class Worker {
     std::shared_ptr<const Catalog> catalog_;
 
     db::Session session_;  // the dispatcher's
+    // Lease tokens of claims that failed as their connection broke: if it broke at COMMIT, the
+    // claim may have been applied, and its jobs are handed back before the next claim. Only
+    // the dispatcher's thread uses it.
+    std::vector<std::string> unsure_claims_;
     Recorder recorder_;
     std::optional<jobs::WakeupListener> wakeup_;
     util::UniqueFd event_fd_;

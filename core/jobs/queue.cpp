@@ -52,6 +52,11 @@ auto in_transaction(db::Connection& conn, Body&& body) -> decltype(body()) {
     }
 }
 
+// A running job back to pending as if never claimed: the attempt is not counted.
+constexpr std::string_view hand_back_to_queue =
+    "status = 'pending', attempts = GREATEST(attempts, 1) - 1, progress = 0, step = NULL, "
+    "worker = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = NOW(3)";
+
 // What a claim reads of each job, then the claim order's keys: priority (7) and run_at (8).
 constexpr std::string_view claim_columns =
     "seq, id, owner, type, params, attempts, max_attempts, priority, run_at";
@@ -124,7 +129,7 @@ Result<std::vector<ClaimedJob>> claim_once(db::Connection& conn, const ClaimRequ
     std::vector<ClaimedJob> jobs;
     if (rows->empty()) return jobs;
 
-    const std::string lease = util::sha256_hex(util::random_bytes(16)).substr(0, 32);
+    const std::string lease = request.lease_token.empty() ? new_lease_token() : request.lease_token;
     std::vector<db::Value> binds = {request.worker, lease, std::int64_t{request.lease.count()}};
     for (const auto& row : *rows) {
         ClaimedJob job;
@@ -245,14 +250,13 @@ Result<bool> record_one(db::Connection& conn, const Outcome& o) {
                 "updated_at = NOW(3) WHERE seq = ? AND lease_token = ? AND status = 'running'",
                 {seq, o.lease_token});
             break;
-        case Outcome::Kind::released:
-            affected = conn.execute(
-                "UPDATE jobs SET status = 'pending', attempts = GREATEST(attempts, 1) - 1, "
-                "progress = 0, step = NULL, worker = NULL, lease_token = NULL, "
-                "lease_expires_at = NULL, updated_at = NOW(3) "
-                "WHERE seq = ? AND lease_token = ? AND status = 'running'",
-                {seq, o.lease_token});
+        case Outcome::Kind::released: {
+            static const std::string sql = fmt::format(
+                "UPDATE jobs SET {} WHERE seq = ? AND lease_token = ? AND status = 'running'",
+                hand_back_to_queue);
+            affected = conn.execute(sql, {seq, o.lease_token});
             break;
+        }
     }
     if (!affected) return std::unexpected(affected.error());
     return *affected > 0;
@@ -260,8 +264,17 @@ Result<bool> record_one(db::Connection& conn, const Outcome& o) {
 
 }  // namespace
 
+std::string new_lease_token() { return util::sha256_hex(util::random_bytes(16)).substr(0, 32); }
+
 Result<std::vector<ClaimedJob>> claim_jobs(db::Connection& conn, const ClaimRequest& request) {
     return in_transaction(conn, [&] { return claim_once(conn, request); });
+}
+
+Result<std::uint64_t> release_claim(db::Connection& conn, const std::string& lease_token) {
+    // Every job of the lease (jobs_lease reads only the running ones, a few per worker).
+    static const std::string sql = fmt::format(
+        "UPDATE jobs SET {} WHERE status = 'running' AND lease_token = ?", hand_back_to_queue);
+    return conn.execute(sql, {lease_token});
 }
 
 Result<bool> renew_lease(db::Connection& conn, std::uint64_t seq, const std::string& lease,

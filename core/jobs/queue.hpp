@@ -34,12 +34,24 @@ struct ClaimRequest {
     std::vector<std::string> types;  // empty: any type
     int max_jobs = 1;                // at most 64
     std::chrono::seconds lease{30};
+    // The claimed jobs' lease token; empty: a new one. A caller that chooses it can hand back
+    // the jobs of a claim whose COMMIT got no answer (release_claim).
+    std::string lease_token;
 };
+
+// A new random lease token (32 hex digits).
+std::string new_lease_token();
 
 // Claims up to max_jobs due pending jobs in priority order (premium first, then oldest) in one
 // short READ COMMITTED transaction, marking them running under a new lease. Retries deadlocks
 // and lock wait timeouts itself; fails with unavailable when the database is down.
 Result<std::vector<ClaimedJob>> claim_jobs(db::Connection& conn, const ClaimRequest& request);
+
+// Hands the jobs claimed under `lease_token` back to pending with their attempt not counted,
+// as if never claimed: for a claim that failed with its outcome unknown (the connection broke
+// at COMMIT, which may have been applied), whose jobs would otherwise wait out their lease.
+// Returns how many were handed back.
+Result<std::uint64_t> release_claim(db::Connection& conn, const std::string& lease_token);
 
 // Extends the lease; false when it was lost (the job is no longer this worker's).
 Result<bool> renew_lease(db::Connection& conn, std::uint64_t seq, const std::string& lease,

@@ -9,6 +9,7 @@
 #include <map>
 #include <thread>
 
+#include "tests/integration/support/db_proxy.hpp"
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/jobs.hpp"
 #include "tests/integration/support/processes.hpp"
@@ -18,13 +19,14 @@ namespace kiln::test {
 namespace {
 
 std::unique_ptr<SpawnedProcess> start_worker(const std::string& name, int slots,
-                                             int grace_seconds = 30) {
+                                             int grace_seconds = 30, const EnvOverrides& env = {}) {
     const Stack& stack = Stack::get();
     return std::make_unique<SpawnedProcess>(
         std::vector<std::string>{worker_binary().string(), "--config", stack.config_path.string(),
                                  "--types", "test.controlled", "--slots", std::to_string(slots),
-                                 "--name", name, "--grace-seconds", std::to_string(grace_seconds)},
-        scratch_dir() / (name + ".log"));
+                                 "--name", name, "--grace-seconds", std::to_string(grace_seconds),
+                                 "--lease-seconds", "60"},
+        scratch_dir() / (name + ".log"), env);
 }
 
 // Executions per job id, read from the workers' "job finished" log lines.
@@ -106,6 +108,31 @@ TEST(Queue, SigtermDuringALongJobReturnsItToPendingAndAnotherWorkerCompletesIt) 
     EXPECT_EQ(second->stop(SIGTERM), 0);
     EXPECT_EQ(completed_runs({second->log()})[id], 1);
     EXPECT_EQ(completed_runs({first->log()})[id], 0);
+}
+
+// The connection breaks after the claim's COMMIT was applied and before its answer came: the
+// worker cannot know that it holds the job. It hands the job back on its next connection, so
+// the job runs at once with its attempt counted once, instead of sitting "running" until the
+// 60 s lease runs out and then being retried as a second attempt.
+TEST(Queue, AClaimWhoseCommitGetsNoAnswerHandsItsJobBackAndTheJobRunsAtOnce) {
+    const Stack& stack = Stack::get();
+    Client client = stack.admin();
+    DbProxy proxy(scratch_dir() / "db-proxy.sock", stack.config.database.socket);
+    auto worker = start_worker(
+        "lost-commit", 1, 30,
+        {{"KILN_DB", proxy.url(stack.config.database.user, stack.config.database.name)}});
+    proxy.break_next_claim_commit();
+
+    auto r = client.post_json("/api/v1/jobs", R"({"type":"test.controlled"})");
+    ASSERT_EQ(r.status, 201) << r.body;
+    const std::string id = r.json()["id"];
+    auto w = watch_job(client, id, std::chrono::seconds(20));
+    EXPECT_EQ(proxy.broken(), 1) << "the fault did not fire";
+    EXPECT_EQ(w.job["status"], "completed") << w.job.dump();
+    EXPECT_EQ(w.job["attempts"], 1) << w.job.dump();
+    EXPECT_EQ(worker->stop(SIGTERM), 0);
+    EXPECT_EQ(completed_runs({worker->log()})[id], 1);
+    EXPECT_NE(read_file(worker->log()).find("handed back jobs of a claim"), std::string::npos);
 }
 
 }  // namespace
