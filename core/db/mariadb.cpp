@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "core/db/migrate.hpp"
+
 namespace kiln::db {
 namespace {
 
@@ -299,6 +301,9 @@ Result<Connection*> Session::get() {
     if (!connection_) {
         auto conn = Connection::open(config_);
         if (!conn) return std::unexpected(conn.error());
+        if (auto schema = check_schema_version(**conn); !schema) {
+            return std::unexpected(schema.error());
+        }
         connection_ = std::move(*conn);
     }
     return connection_.get();

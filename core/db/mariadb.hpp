@@ -116,7 +116,9 @@ class Connection final {
 class Session final {
   public:
     explicit Session(DatabaseConfig config) : config_(std::move(config)) {}
-    // The live connection, connecting first when there is none or the last one broke.
+    // The live connection, connecting first when there is none or the last one broke. A new
+    // connection is kept only if the schema is as new as this code needs
+    // (check_schema_version).
     [[nodiscard]] Result<Connection*> get();
     // Drops the connection if `error` says it is gone, so the next get() reconnects.
     void note(const Error& error);

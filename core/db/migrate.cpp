@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "core/db/mariadb.hpp"
 
 namespace kiln::db {
@@ -36,6 +38,19 @@ Result<std::vector<MigrationFile>> find_migrations(const std::filesystem::path& 
 }
 
 }  // namespace
+
+Result<> check_schema_version(Connection& conn) {
+    auto rows = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    if (!rows && rows.error().code == ErrorCode::unavailable) return std::unexpected(rows.error());
+    // 1146: no such table, the database was never migrated.
+    const int version = rows ? static_cast<int>(rows->front().integer(0)) : 0;
+    if (!rows && !rows.error().native.starts_with("1146/")) return std::unexpected(rows.error());
+    if (version >= required_schema_version) return {};
+    return fail(ErrorCode::unavailable,
+                fmt::format("the database schema is at version {}, this kiln needs {}: run "
+                            "kilnctl migrate",
+                            version, required_schema_version));
+}
 
 Result<MigrationReport> migrate(const DatabaseConfig& config, const std::filesystem::path& dir) {
     auto files = find_migrations(dir);

@@ -11,6 +11,17 @@
 
 namespace kiln::db {
 
+class Connection;
+
+// The schema version this code needs: the number of the last migration in sql/ (a unit test
+// checks that they agree).
+constexpr int required_schema_version = 3;
+
+// Fails with unavailable, naming the fix (kilnctl migrate), when the database has no kiln
+// schema or an older one than required_schema_version: binaries installed before their
+// migrations ran answer 503 with the reason instead of failing statement by statement.
+Result<> check_schema_version(Connection& conn);
+
 struct MigrationReport {
     std::vector<std::string> applied;  // file names applied by this run
     int current_version = 0;

@@ -1,14 +1,18 @@
 // Resource outages seen by a second kiln-api that the test starts on its own socket, spoken to
 // over FastCGI directly (cgi-fcgi) so the shared stack keeps its database and disk:
 // - its database address does not exist: 503 problems with Retry-After, fast, never 500;
-// - its storage is a full 1 MiB tmpfs: an upload is 507 and leaves no file and no row.
+// - its storage is a full 1 MiB tmpfs: an upload is 507 and leaves no file and no row;
+// - its database has an older schema than it needs: 503, and the log says to migrate.
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
 
+#include "core/db/mariadb.hpp"
+#include "core/db/migrate.hpp"
 #include "tests/integration/support/media.hpp"
 #include "tests/integration/support/multipart.hpp"
 #include "tests/integration/support/processes.hpp"
@@ -47,6 +51,47 @@ TEST_F(DatabaseDown, HealthIs503WithRetryAfterWithinOneSecond) {
     EXPECT_NE(reply.find("\"code\":\"unavailable\""), std::string::npos) << reply;
     EXPECT_NE(reply.find("\"database\":\"unavailable\""), std::string::npos) << reply;
     EXPECT_LT(took, std::chrono::seconds(1));
+}
+
+// Binaries installed before `kilnctl migrate` ran: their database is at schema version 2. The
+// API answers 503 and logs what to run, and serves, without a restart, once it has run.
+TEST(SchemaBehind, AnApiOnAnOlderSchemaIs503AndLogsKilnctlMigrateUntilItRuns) {
+    const Stack& stack = Stack::get();
+    DatabaseConfig db = stack.config.database;
+    db.name = "kiln_schema_test_" + std::to_string(::getpid());
+    auto admin = db::Connection::open(stack.config.database);
+    ASSERT_TRUE(admin) << admin.error().describe();
+    ASSERT_TRUE((*admin)->execute("DROP DATABASE IF EXISTS " + db.name, {}));
+    ASSERT_TRUE((*admin)->execute("CREATE DATABASE " + db.name, {}));
+    const auto sql = std::filesystem::path(KILN_SOURCE_DIR) / "sql";
+    const auto old_sql = scratch_dir() / "sql-v2";
+    std::filesystem::create_directories(old_sql);
+    for (const char* name : {"001_initial.sql", "002_reliability.sql"}) {
+        std::filesystem::copy_file(sql / name, old_sql / name,
+                                   std::filesystem::copy_options::overwrite_existing);
+    }
+    auto migrated = db::migrate(db, old_sql);
+    ASSERT_TRUE(migrated) << migrated.error().describe();
+    ASSERT_EQ(migrated->current_version, 2);
+
+    const auto socket = scratch_dir() / "api-old-schema.sock";
+    auto api = start_private_api(
+        {{"KILN_DB", "mariadb://" + db.user + "@localhost/" + db.name + "?socket=" + db.socket}},
+        socket, "api-old-schema.log");
+    ASSERT_TRUE(std::filesystem::exists(socket));
+    std::string reply = fcgi_request(socket, "GET", "/api/v1/types", stack.admin_token);
+    EXPECT_EQ(reply.rfind("Status: 503", 0), 0u) << reply;
+    EXPECT_NE(read_file(api->log()).find("schema is at version 2, this kiln needs "),
+              std::string::npos)
+        << read_file(api->log());
+    EXPECT_NE(read_file(api->log()).find("run kilnctl migrate"), std::string::npos);
+
+    migrated = db::migrate(db, sql);
+    ASSERT_TRUE(migrated) << migrated.error().describe();
+    reply = fcgi_request(socket, "GET", "/health", "");
+    EXPECT_EQ(reply.rfind("Status: 200", 0), 0u) << reply;
+    EXPECT_EQ(api->stop(SIGTERM), 0);
+    EXPECT_TRUE((*admin)->execute("DROP DATABASE IF EXISTS " + db.name, {}));
 }
 
 TEST_F(DatabaseDown, ApiRequestsAre503NeverAnythingElse) {
