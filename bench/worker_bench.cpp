@@ -670,7 +670,9 @@ CaseResult run_spawn(const Options& opt, Connection& admin, bool use_fork, int c
 
 // ---- 2. Worker drains ------------------------------------------------------------------------
 
-// The claim as the server runs it now: time and pages touched by kiln's claim SELECT (locking,
+// The claim's ordered read as the server runs it now (kiln's claim bounds it with ROWS
+// EXAMINED and, behind other types' backlog, reads type by type; not here, where every job is
+// of a type the workers run): time and pages touched by that SELECT (locking,
 // SKIP LOCKED, in its own autocommit transaction, so the rows it locks are free again at once),
 // and InnoDB's history length. Rows a drain has moved on from stay in the claim index as
 // delete-marked entries until purge removes them, and every claim walks over them.

@@ -132,6 +132,16 @@ Result<> Worker::run() {
               {{"worker", name_}, {"slots", config_.worker.slots}, {"types", claimable_types()}});
     util::notify("READY=1");
     dispatch_loop();
+    if (!unsure_claims_.empty()) {
+        // No claim follows to hand these back before: do it now, rather than leave their jobs
+        // to wait out the lease.
+        auto released = session_.run_twice_if_lost(
+            [&](db::Connection& conn) { return release_unsure_claims(conn); });
+        if (!released) {
+            log::warning("cannot hand back the jobs of claims whose commit got no answer",
+                         {{"worker", name_}, {"error", released.error().describe()}});
+        }
+    }
 
     for (auto& t : slots) t.join();
     recorder_.finish(10s);
@@ -213,6 +223,8 @@ Result<> Worker::release_unsure_claims(db::Connection& conn) {
     }
     while (!unsure_claims_.empty()) {
         auto released = jobs::release_claim(conn, unsure_claims_.back());
+        // A lock wait: that claim's COMMIT is still being applied. Claim now, release later.
+        if (!released && db::is_retryable(released.error())) return {};
         if (!released) return std::unexpected(released.error());
         if (*released > 0) {
             log::warning("handed back jobs of a claim whose commit got no answer",

@@ -41,10 +41,9 @@ Result<std::vector<MigrationFile>> find_migrations(const std::filesystem::path& 
 
 Result<> check_schema_version(Connection& conn) {
     auto rows = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
-    if (!rows && rows.error().code == ErrorCode::unavailable) return std::unexpected(rows.error());
-    // 1146: no such table, the database was never migrated.
-    const int version = rows ? static_cast<int>(rows->front().integer(0)) : 0;
+    // 1146, no such table: the database was never migrated (version 0).
     if (!rows && !rows.error().native.starts_with("1146/")) return std::unexpected(rows.error());
+    const int version = rows ? static_cast<int>(rows->front().integer(0)) : 0;
     if (version >= required_schema_version) return {};
     return fail(ErrorCode::unavailable,
                 fmt::format("the database schema is at version {}, this kiln needs {}: run "

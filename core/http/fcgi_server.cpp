@@ -34,7 +34,9 @@ std::optional<std::string> optional_param(FCGX_Request& req, const char* name) {
 
 // Headers kiln-api reads that a request may give only once (nginx itself refuses a second
 // Authorization, Content-Length or Transfer-Encoding). nginx 1.22 passes a repeated header on
-// as a second parameter of the same name, of which libfcgi's lookup returns the first.
+// as a second parameter of the same name, of which libfcgi's lookup returns the first. (nginx
+// 1.23 and later join them into one, "a, b": a key with a space is refused anyway, and that
+// Content-Type is not one kiln-api accepts.)
 struct SingleHeader {
     std::string_view param;  // with the '=' that ends the name
     std::string_view name;

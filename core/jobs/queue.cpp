@@ -1,6 +1,7 @@
 #include "core/jobs/queue.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <random>
 #include <utility>
 
@@ -61,43 +62,71 @@ constexpr std::string_view hand_back_to_queue =
 constexpr std::string_view claim_columns =
     "seq, id, owner, type, params, attempts, max_attempts, priority, run_at";
 
+// Sorts rows as the claim index orders jobs: priority descending, then run_at (text of the
+// form 'YYYY-MM-DD HH:MM:SS.mmm', which sorts as the time does), then seq.
+void sort_in_claim_order(std::vector<db::Row>& rows, std::size_t seq, std::size_t priority,
+                         std::size_t run_at) {
+    std::sort(rows.begin(), rows.end(), [&](const db::Row& a, const db::Row& b) {
+        if (a.integer(priority) != b.integer(priority))
+            return a.integer(priority) > b.integer(priority);
+        if (a.text(run_at) != b.text(run_at)) return a.text(run_at) < b.text(run_at);
+        return a.integer(seq) < b.integer(seq);
+    });
+}
+
 // The ordered read of the claim index stops after this many entries. Most claims find their
 // jobs among the first few; a worker that runs only some types can find the head of the queue
 // full of other types' jobs, and reading past all of them on every claim would cost in
 // proportion to that backlog (177-282 ms per claim behind a million jobs on the development
-// VM, 0.9 ms with the bound).
+// VM, 1.1 ms with the bound).
 constexpr int ordered_read_bound = 256;
 
-// Each of `types`' due jobs in claim order, up to `limit` of each through that type's own
-// stretch of jobs_claim_type, then the first `limit` of them all. The others stay locked until
-// the claim commits, a few milliseconds, and meanwhile other workers skip them.
+// The due jobs of `types` in claim order, up to `limit`, locked, found through each type's own
+// stretch of jobs_claim_type. Candidates are read without locks (a few per type), ordered
+// here, and only the first `limit` are locked: locking every type's head would hold jobs this
+// claim does not take, which other workers would then skip. A candidate another claim took
+// meanwhile is skipped, and the next ones are tried.
 Result<std::vector<db::Row>> lock_due_jobs_by_type(db::Connection& conn,
                                                    const std::vector<std::string>& types,
                                                    std::int64_t limit) {
+    const std::int64_t per_type = 2 * limit + 8;
     std::string sql;
     std::vector<db::Value> binds;
     for (const auto& type : types) {
         if (!sql.empty()) sql += " UNION ALL ";
-        sql += fmt::format(
-            "(SELECT {} FROM jobs FORCE INDEX (jobs_claim_type) WHERE status = 'pending' AND "
-            "type = ? AND run_at <= NOW(3) ORDER BY priority DESC, run_at, seq LIMIT ? "
-            "FOR UPDATE SKIP LOCKED)",
-            claim_columns);
+        sql +=
+            "(SELECT seq, priority, run_at FROM jobs FORCE INDEX (jobs_claim_type) "
+            "WHERE status = 'pending' AND type = ? AND run_at <= NOW(3) "
+            "ORDER BY priority DESC, run_at, seq LIMIT ?)";
         binds.emplace_back(type);
-        binds.emplace_back(limit);
+        binds.emplace_back(per_type);
     }
     auto stmt = conn.prepare(sql);
     if (!stmt) return std::unexpected(stmt.error());
-    auto rows = (*stmt)->query(binds);
-    if (!rows) return std::unexpected(rows.error());
-    // run_at is 'YYYY-MM-DD HH:MM:SS.mmm' text, which sorts as the time does.
-    std::sort(rows->begin(), rows->end(), [](const db::Row& a, const db::Row& b) {
-        if (a.integer(7) != b.integer(7)) return a.integer(7) > b.integer(7);
-        if (a.text(8) != b.text(8)) return a.text(8) < b.text(8);
-        return a.integer(0) < b.integer(0);
-    });
-    if (std::cmp_greater(rows->size(), limit)) rows->erase(rows->begin() + limit, rows->end());
-    return rows;
+    auto candidates = (*stmt)->query(binds);
+    if (!candidates) return std::unexpected(candidates.error());
+    sort_in_claim_order(*candidates, 0, 1, 2);
+
+    std::vector<db::Row> locked;
+    auto next = candidates->begin();
+    while (std::cmp_less(locked.size(), limit) && next != candidates->end()) {
+        const auto want = std::min<std::ptrdiff_t>(limit - static_cast<std::int64_t>(locked.size()),
+                                                   candidates->end() - next);
+        std::vector<db::Value> seqs;
+        for (auto it = next; it != next + want; ++it) seqs.emplace_back(it->integer(0));
+        next += want;
+        // By primary key, no ORDER BY or LIMIT: only these rows are read and locked.
+        auto lock = conn.prepare(fmt::format(
+            "SELECT {} FROM jobs FORCE INDEX (PRIMARY) WHERE seq IN ({}) AND status = 'pending' "
+            "AND run_at <= NOW(3) FOR UPDATE SKIP LOCKED",
+            claim_columns, placeholders(seqs.size())));
+        if (!lock) return std::unexpected(lock.error());
+        auto rows = (*lock)->query(seqs);
+        if (!rows) return std::unexpected(rows.error());
+        std::move(rows->begin(), rows->end(), std::back_inserter(locked));
+    }
+    sort_in_claim_order(locked, 0, 7, 8);
+    return locked;
 }
 
 // Up to `limit` due jobs of `types` (empty: any type) in claim order, locked for this
@@ -271,9 +300,13 @@ Result<std::vector<ClaimedJob>> claim_jobs(db::Connection& conn, const ClaimRequ
 }
 
 Result<std::uint64_t> release_claim(db::Connection& conn, const std::string& lease_token) {
-    // Every job of the lease (jobs_lease reads only the running ones, a few per worker).
+    // Read through jobs_lease: the running jobs of every worker. A job of the lease is locked
+    // while the COMMIT that claimed it is still being applied; past a short wait the caller
+    // keeps the token and tries again before its next claim (a lock wait error, retryable).
     static const std::string sql = fmt::format(
-        "UPDATE jobs SET {} WHERE status = 'running' AND lease_token = ?", hand_back_to_queue);
+        "SET STATEMENT innodb_lock_wait_timeout = 2 FOR "
+        "UPDATE jobs SET {} WHERE status = 'running' AND lease_token = ?",
+        hand_back_to_queue);
     return conn.execute(sql, {lease_token});
 }
 

@@ -50,7 +50,8 @@ Result<std::vector<ClaimedJob>> claim_jobs(db::Connection& conn, const ClaimRequ
 // Hands the jobs claimed under `lease_token` back to pending with their attempt not counted,
 // as if never claimed: for a claim that failed with its outcome unknown (the connection broke
 // at COMMIT, which may have been applied), whose jobs would otherwise wait out their lease.
-// Returns how many were handed back.
+// Returns how many were handed back. Waits at most 2 s for a job's lock (the claiming COMMIT
+// may still be being applied), then fails with a retryable lock wait error (db::is_retryable).
 Result<std::uint64_t> release_claim(db::Connection& conn, const std::string& lease_token);
 
 // Extends the lease; false when it was lost (the job is no longer this worker's).

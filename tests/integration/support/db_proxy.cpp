@@ -6,6 +6,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -52,7 +54,9 @@ class PacketStream {
 
 bool write_all(int fd, const char* data, std::size_t size) {
     while (size > 0) {
-        const ssize_t n = ::write(fd, data, size);
+        // MSG_NOSIGNAL: a peer that closed must not raise SIGPIPE in the test binary.
+        const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return false;
         data += n;
         size -= static_cast<std::size_t>(n);
@@ -101,9 +105,14 @@ std::string DbProxy::url(const std::string& user, const std::string& name) const
 void DbProxy::accept_loop() {
     while (true) {
         pollfd fds[] = {{listener_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-        if (::poll(fds, 2, -1) < 0 || fds[1].revents != 0) return;
+        const int ready = ::poll(fds, 2, -1);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready < 0 || fds[1].revents != 0) return;
         util::UniqueFd client(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (!client.valid()) continue;
+        if (!client.valid()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));  // e.g. EMFILE: no spin
+            continue;
+        }
         std::lock_guard lock(threads_mutex_);
         threads_.emplace_back([this, fd = client.release()] { relay(util::UniqueFd(fd)); });
     }
@@ -125,7 +134,9 @@ void DbProxy::relay(util::UniqueFd client) {
     while (true) {
         pollfd fds[] = {
             {client.get(), POLLIN, 0}, {server.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-        if (::poll(fds, 3, -1) < 0 || fds[2].revents != 0) return;
+        const int ready = ::poll(fds, 3, -1);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready < 0 || fds[2].revents != 0) return;
         if (fds[0].revents != 0) {
             const ssize_t n = ::read(client.get(), buffer, sizeof buffer);
             if (n <= 0 || !write_all(server.get(), buffer, static_cast<std::size_t>(n))) return;
