@@ -3,13 +3,10 @@
 // the thousands of jobs it queues are seen by no other test and no worker.
 
 #include <gtest/gtest.h>
-#include <unistd.h>
-
 #include <string>
 #include <vector>
 
 #include "core/db/mariadb.hpp"
-#include "core/db/migrate.hpp"
 #include "core/jobs/queue.hpp"
 #include "tests/integration/support/stack.hpp"
 
@@ -19,23 +16,9 @@ namespace {
 class Claim : public ::testing::Test {
   protected:
     void SetUp() override {
-        config = Stack::get().config.database;
-        config.name = "kiln_claim_test_" + std::to_string(::getpid());
-        auto admin = db::Connection::open(Stack::get().config.database);
-        ASSERT_TRUE(admin) << admin.error().describe();
-        admin_ = std::move(*admin);
-        ASSERT_TRUE(admin_->execute("DROP DATABASE IF EXISTS " + config.name, {}));
-        ASSERT_TRUE(admin_->execute("CREATE DATABASE " + config.name, {}));
-        auto migrated = db::migrate(config, std::filesystem::path(KILN_SOURCE_DIR) / "sql");
-        ASSERT_TRUE(migrated) << migrated.error().describe();
-        auto conn = db::Connection::open(config);
+        auto conn = db::Connection::open(database_.config());
         ASSERT_TRUE(conn) << conn.error().describe();
         conn_ = std::move(*conn);
-    }
-
-    void TearDown() override {
-        conn_.reset();
-        if (admin_) (void)admin_->execute("DROP DATABASE IF EXISTS " + config.name, {});
     }
 
     // `count` due jobs of `type`, queued `age_seconds` ago (all at the same time).
@@ -70,8 +53,7 @@ class Claim : public ::testing::Test {
         return rows && !rows->empty() ? rows->front().integer(1) : 0;
     }
 
-    DatabaseConfig config;
-    std::unique_ptr<db::Connection> admin_;
+    PrivateDatabase database_{"claim_test"};
     std::unique_ptr<db::Connection> conn_;
     int batches_ = 0;
 };

@@ -6,12 +6,10 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
 
-#include "core/db/mariadb.hpp"
 #include "core/db/migrate.hpp"
 #include "tests/integration/support/media.hpp"
 #include "tests/integration/support/multipart.hpp"
@@ -57,22 +55,15 @@ TEST_F(DatabaseDown, HealthIs503WithRetryAfterWithinOneSecond) {
 // API answers 503 and logs what to run, and serves, without a restart, once it has run.
 TEST(SchemaBehind, AnApiOnAnOlderSchemaIs503AndLogsKilnctlMigrateUntilItRuns) {
     const Stack& stack = Stack::get();
-    DatabaseConfig db = stack.config.database;
-    db.name = "kiln_schema_test_" + std::to_string(::getpid());
-    auto admin = db::Connection::open(stack.config.database);
-    ASSERT_TRUE(admin) << admin.error().describe();
-    ASSERT_TRUE((*admin)->execute("DROP DATABASE IF EXISTS " + db.name, {}));
-    ASSERT_TRUE((*admin)->execute("CREATE DATABASE " + db.name, {}));
-    const auto sql = std::filesystem::path(KILN_SOURCE_DIR) / "sql";
     const auto old_sql = scratch_dir() / "sql-v2";
     std::filesystem::create_directories(old_sql);
     for (const char* name : {"001_initial.sql", "002_reliability.sql"}) {
-        std::filesystem::copy_file(sql / name, old_sql / name,
+        std::filesystem::copy_file(source_dir() / "sql" / name, old_sql / name,
                                    std::filesystem::copy_options::overwrite_existing);
     }
-    auto migrated = db::migrate(db, old_sql);
-    ASSERT_TRUE(migrated) << migrated.error().describe();
-    ASSERT_EQ(migrated->current_version, 2);
+    PrivateDatabase database("schema_test", old_sql);
+    ASSERT_EQ(database.migrate(old_sql), 2) << "the database starts at schema version 2";
+    const DatabaseConfig& db = database.config();
 
     const auto socket = scratch_dir() / "api-old-schema.sock";
     auto api = start_private_api(
@@ -86,12 +77,10 @@ TEST(SchemaBehind, AnApiOnAnOlderSchemaIs503AndLogsKilnctlMigrateUntilItRuns) {
         << read_file(api->log());
     EXPECT_NE(read_file(api->log()).find("run kilnctl migrate"), std::string::npos);
 
-    migrated = db::migrate(db, sql);
-    ASSERT_TRUE(migrated) << migrated.error().describe();
+    EXPECT_EQ(database.migrate(source_dir() / "sql"), db::required_schema_version);
     reply = fcgi_request(socket, "GET", "/health", "");
     EXPECT_EQ(reply.rfind("Status: 200", 0), 0u) << reply;
     EXPECT_EQ(api->stop(SIGTERM), 0);
-    EXPECT_TRUE((*admin)->execute("DROP DATABASE IF EXISTS " + db.name, {}));
 }
 
 TEST_F(DatabaseDown, ApiRequestsAre503NeverAnythingElse) {

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "core/db/mariadb.hpp"
+#include "core/db/migrate.hpp"
 #include "core/util/fd.hpp"
 
 extern char** environ;
@@ -87,6 +88,41 @@ std::int64_t Stack::job_rows() const {
     auto rows = (*conn)->query("SELECT COUNT(*) FROM jobs");
     if (!rows) throw std::runtime_error(rows.error().describe());
     return rows->front().integer(0);
+}
+
+std::filesystem::path source_dir() { return KILN_SOURCE_DIR; }
+
+namespace {
+
+void run_admin_statement(const std::string& sql) {
+    auto admin = db::Connection::open(Stack::get().config.database);
+    if (!admin) throw std::runtime_error(admin.error().describe());
+    if (auto r = (*admin)->execute(sql, {}); !r) throw std::runtime_error(r.error().describe());
+}
+
+}  // namespace
+
+PrivateDatabase::PrivateDatabase(const std::string& purpose,
+                                 const std::filesystem::path& migrations)
+    : config_(Stack::get().config.database) {
+    config_.name = "kiln_" + purpose + "_" + std::to_string(::getpid());
+    run_admin_statement("DROP DATABASE IF EXISTS " + config_.name);
+    run_admin_statement("CREATE DATABASE " + config_.name);
+    migrate(migrations);
+}
+
+PrivateDatabase::~PrivateDatabase() {
+    try {
+        run_admin_statement("DROP DATABASE IF EXISTS " + config_.name);
+    } catch (const std::exception&) {
+        // The next run of the same test drops it first.
+    }
+}
+
+int PrivateDatabase::migrate(const std::filesystem::path& dir) {
+    auto report = db::migrate(config_, dir);
+    if (!report) throw std::runtime_error(report.error().describe());
+    return report->current_version;
 }
 
 int Stack::api_pid() const {

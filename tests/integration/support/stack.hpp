@@ -13,6 +13,9 @@
 
 namespace kiln::test {
 
+// The source checkout (for sql/ and other files the tests read).
+std::filesystem::path source_dir();
+
 // The variable's value; throws when scripts/test did not set it (so a test can never pass
 // against no stack).
 std::string required_env(const char* name);
@@ -39,6 +42,25 @@ struct Stack {
     std::int64_t job_rows() const;
     // kiln-api's pid from VAR/run/kiln-api.pid.
     int api_pid() const;
+};
+
+// A database of its own on the stack's MariaDB server (kiln_PURPOSE_PID), migrated from
+// `migrations`, dropped when this goes out of scope: for tests whose rows no other test or
+// worker may see. Throws when it cannot be made.
+class PrivateDatabase {
+  public:
+    explicit PrivateDatabase(const std::string& purpose,
+                             const std::filesystem::path& migrations = source_dir() / "sql");
+    ~PrivateDatabase();
+    PrivateDatabase(const PrivateDatabase&) = delete;
+    PrivateDatabase& operator=(const PrivateDatabase&) = delete;
+
+    const DatabaseConfig& config() const { return config_; }
+    // Applies the migrations of `dir` not applied yet; the schema version after.
+    int migrate(const std::filesystem::path& dir);
+
+  private:
+    DatabaseConfig config_;
 };
 
 // Variables set in a child's environment on top of (or in place of) this process's own.
