@@ -59,6 +59,12 @@ Result<MigrationReport> migrate(const DatabaseConfig& config, const std::filesys
     auto conn = Connection::open(config, /*multi_statements=*/true, std::chrono::seconds{0});
     if (!conn) return std::unexpected(conn.error());
     Connection& c = **conn;
+    // But a table's metadata lock is waited for 10 s at most (the server's default is a day):
+    // while an ALTER waits behind a long transaction, every query on that table queues behind
+    // the ALTER. Giving up says so; the migration can be run again.
+    if (auto r = c.run_script("SET SESSION lock_wait_timeout = 10"); !r) {
+        return std::unexpected(r.error());
+    }
 
     if (auto r = c.run_script(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INT NOT NULL PRIMARY KEY, "
@@ -80,7 +86,12 @@ Result<MigrationReport> migrate(const DatabaseConfig& config, const std::filesys
         // DDL commits implicitly in MariaDB, so a migration is not atomic: each file is written
         // to be re-runnable up to its last statement, and is recorded only once it all ran.
         if (auto r = c.run_script(sql.str()); !r) {
-            return fail(r.error().code, m.path.filename().string() + ": " + r.error().message,
+            const bool lock_wait = r.error().native.starts_with("1205/");
+            return fail(r.error().code,
+                        m.path.filename().string() + ": " + r.error().message +
+                            (lock_wait ? " (a long transaction holds the table: run kilnctl "
+                                         "migrate again once it has ended)"
+                                       : ""),
                         r.error().native);
         }
         auto recorded = c.execute(
