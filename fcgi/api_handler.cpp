@@ -70,6 +70,10 @@ http::Response ApiHandler::route(http::Request& request) {
         return http::problem(Error{ErrorCode::unauthorized,
                                    "an Authorization: Bearer <token> header is required", ""});
     }
+    // GET job, which clients poll, reads its token together with the job: one round trip less.
+    if (get && parts.size() == 4 && parts[2] == "jobs") {
+        return answer(get_job_by_token(app_, session_, *token, std::string(parts[3])), request);
+    }
     auto viewer = session_.run_twice_if_lost(
         [&](db::Connection& conn) { return auth::authenticate(conn, *token); });
     if (!viewer) {
@@ -105,10 +109,8 @@ http::Response ApiHandler::route(http::Request& request) {
                (parts.size() == 4 || parts[4] == "sources" || parts[4] == "results" ||
                 parts[4] == "logs")) {
         if (!get) return method_not_allowed("GET, HEAD");
-        const std::string id(parts[3]);
-        if (parts.size() == 4) {
-            result = get_job(ctx, id);
-        } else if (parts[4] == "sources" || parts[4] == "results") {
+        const std::string id(parts[3]);  // (a GET of the job itself was answered above)
+        if (parts[4] == "sources" || parts[4] == "results") {
             auto area = parts[4] == "sources" ? storage::Area::sources : storage::Area::results;
             result = parts.size() == 5 ? list_files(ctx, id, area)
                                        : download_file(ctx, id, area, std::string(parts[5]));
@@ -117,6 +119,11 @@ http::Response ApiHandler::route(http::Request& request) {
                                        : download_log(ctx, id, std::string(parts[5]));
         }
     }
+    return answer(std::move(result), request);
+}
+
+// The response, or the problem response for the error that stands in its place.
+http::Response ApiHandler::answer(Result<http::Response> result, const http::Request& request) {
     if (result) return std::move(*result);
     session_.note(result.error());
     if (http::status_of(result.error().code) == 503) {

@@ -47,6 +47,7 @@ class ApiHandler final : public http::ThreadHandler {
   private:
     http::Response route(http::Request& request);
     http::Response health();
+    http::Response answer(Result<http::Response> result, const http::Request& request);
     const AppState& app_;
     db::Session session_;
     std::unique_ptr<magic::Detector> magic_;
@@ -57,6 +58,9 @@ class ApiHandler final : public http::ThreadHandler {
 // that becomes its problem response.
 Result<http::Response> create_job(Context& ctx, http::Request& request);
 Result<http::Response> get_job(Context& ctx, const std::string& id);
+// GET job as clients poll it: authenticates by itself, reading the token with the job.
+Result<http::Response> get_job_by_token(const AppState& app, db::Session& session,
+                                        const std::string& token, const std::string& id);
 Result<http::Response> list_jobs(Context& ctx, const http::Request& request);
 Result<http::Response> list_files(Context& ctx, const std::string& id, storage::Area area);
 Result<http::Response> download_file(Context& ctx, const std::string& id, storage::Area area,

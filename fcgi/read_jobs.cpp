@@ -46,6 +46,18 @@ Result<http::Response> get_job(Context& ctx, const std::string& id) {
     return http::json_response(200, jobs::to_json(*job));
 }
 
+Result<http::Response> get_job_by_token(const AppState& app, db::Session& session,
+                                        const std::string& token, const std::string& id) {
+    const std::string token_sha256 = util::sha256_hex(token);
+    auto found = session.run_twice_if_lost([&](db::Connection& conn) {
+        return jobs::find_job_by_token(conn, token_sha256, id, app.config.api.queue_position_cap);
+    });
+    if (!found) return std::unexpected(found.error());
+    if (!found->viewer) return fail(ErrorCode::unauthorized, "the token is unknown or revoked");
+    if (!found->job) return fail(ErrorCode::not_found, "no such job");
+    return http::json_response(200, jobs::to_json(*found->job));
+}
+
 Result<http::Response> list_jobs(Context& ctx, const http::Request& request) {
     auto query = http::parse_query(request.query_string);
     if (!query) return std::unexpected(query.error());

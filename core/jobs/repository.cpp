@@ -97,6 +97,26 @@ Result<std::int64_t> queue_position(db::Connection& conn, int priority,
     return rows->empty() ? 0 : rows->front().integer(0);
 }
 
+// Builds the job from rows of its columns then its file columns (one row per file, or one row
+// of NULL file columns), and counts a pending job's position in the queue.
+Result<Job> job_from_rows(db::Connection& conn, const std::vector<db::Row>& rows,
+                          std::int64_t position_cap) {
+    Job job = read_job(rows.front());
+    for (const auto& row : rows) {
+        if (!row.is_null(job_column_count)) attach_file(job, row, job_column_count);
+    }
+    if (job.status == JobStatus::pending) {
+        auto position =
+            queue_position(conn, job.priority, rows.front().text(16), job.seq, position_cap);
+        if (!position) return std::unexpected(position.error());
+        job.position_in_queue = *position;
+    }
+    return job;
+}
+
+constexpr std::string_view file_columns =
+    "f.kind, f.name, f.original_name, f.size, f.content_type, f.sha256";
+
 }  // namespace
 
 std::string sql_timestamp(std::int64_t ms) {
@@ -190,29 +210,46 @@ Result<std::optional<IdempotencyRecord>> find_idempotency_key(db::Connection& co
 
 Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,
                                     const std::string& id, std::int64_t position_cap) {
-    // The job and its files in one round trip: one row per file (or one row of NULL file
-    // columns), the job's columns repeated.
+    // The job and its files in one round trip, the job's columns repeated on each file's row.
     static const std::string sql = fmt::format(
-        "SELECT {}, f.kind, f.name, f.original_name, f.size, f.content_type, f.sha256 "
-        "FROM jobs j LEFT JOIN job_files f ON f.job_seq = j.seq "
+        "SELECT {}, {} FROM jobs j LEFT JOIN job_files f ON f.job_seq = j.seq "
         "WHERE j.id = ? AND (j.owner = ? OR ?) ORDER BY f.kind, f.ordinal, f.name",
-        qualified_job_columns('j'));
+        qualified_job_columns('j'), file_columns);
     // Not even asked: the id column takes ASCII only, and other bytes are a collation error.
     if (!util::is_job_id(id)) return std::optional<Job>{};
     auto rows = conn.query(sql, {id, viewer.owner, std::int64_t{viewer.admin ? 1 : 0}});
     if (!rows) return std::unexpected(rows.error());
     if (rows->empty()) return std::optional<Job>{};
-    Job job = read_job(rows->front());
-    for (const auto& row : *rows) {
-        if (!row.is_null(job_column_count)) attach_file(job, row, job_column_count);
-    }
-    if (job.status == JobStatus::pending) {
-        auto position =
-            queue_position(conn, job.priority, rows->front().text(16), job.seq, position_cap);
-        if (!position) return std::unexpected(position.error());
-        job.position_in_queue = *position;
-    }
-    return std::optional<Job>(std::move(job));
+    auto job = job_from_rows(conn, *rows, position_cap);
+    if (!job) return std::unexpected(job.error());
+    return std::optional<Job>(std::move(*job));
+}
+
+Result<TokenAndJob> find_job_by_token(db::Connection& conn, const std::string& token_sha256,
+                                      const std::string& id, std::int64_t position_cap) {
+    // The token and the job it may see in one round trip: no row is an unknown or revoked
+    // token; a row of NULL job columns is a job that is missing or another owner's.
+    static const std::string sql = fmt::format(
+        "SELECT {}, {}, t.owner, t.is_admin FROM tokens t "
+        "LEFT JOIN jobs j ON j.id = ? AND (j.owner = t.owner OR t.is_admin) "
+        "LEFT JOIN job_files f ON f.job_seq = j.seq "
+        "WHERE t.token_sha256 = ? AND t.revoked_at IS NULL ORDER BY f.kind, f.ordinal, f.name",
+        qualified_job_columns('j'), file_columns);
+    constexpr std::size_t viewer_column = job_column_count + 6;
+    // An id outside the id alphabet is asked as "", which no job has: the token still counts
+    // (401 before 404), and the ASCII id column is never compared with other bytes.
+    const std::string asked = util::is_job_id(id) ? id : std::string();
+    auto rows = conn.query(sql, {asked, token_sha256});
+    if (!rows) return std::unexpected(rows.error());
+    TokenAndJob found;
+    if (rows->empty()) return found;
+    const auto& first = rows->front();
+    found.viewer = Viewer{first.text(viewer_column), first.integer(viewer_column + 1) != 0};
+    if (first.is_null(0)) return found;
+    auto job = job_from_rows(conn, *rows, position_cap);
+    if (!job) return std::unexpected(job.error());
+    found.job = std::move(*job);
+    return found;
 }
 
 Result<JobPage> list_jobs(db::Connection& conn, const Viewer& viewer, const ListFilter& filter) {

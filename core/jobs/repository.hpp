@@ -55,6 +55,16 @@ Result<std::optional<IdempotencyRecord>> find_idempotency_key(db::Connection& co
 Result<std::optional<Job>> find_job(db::Connection& conn, const Viewer& viewer,
                                     const std::string& id, std::int64_t position_cap);
 
+// GET job's lookup, which clients poll: the viewer of a live token (nullopt for an unknown or
+// revoked one) and the job it may see (nullopt when missing or another owner's), read together.
+// `token_sha256` is the hex SHA-256 of the bearer token, as stored.
+struct TokenAndJob {
+    std::optional<Viewer> viewer;
+    std::optional<Job> job;
+};
+Result<TokenAndJob> find_job_by_token(db::Connection& conn, const std::string& token_sha256,
+                                      const std::string& id, std::int64_t position_cap);
+
 struct ListFilter {
     std::optional<JobStatus> status;
     std::optional<std::string> type;

@@ -51,10 +51,31 @@ TEST_F(Errors, UnknownTokenIs401) {
 TEST_F(Errors, RevokedTokenIs401AtOnce) {
     std::string token = stack.create_token("revokee");
     Client c = client.with_token(token);
+    auto created = c.post_json("/api/v1/jobs", R"({"type":"test.noop"})");
+    ASSERT_EQ(created.status, 201) << created.body;
+    const std::string job = "/api/v1/jobs/" + created.json()["id"].get<std::string>();
     ASSERT_EQ(c.get("/api/v1/jobs").status, 200);
+    ASSERT_EQ(c.get(job).status, 200);
     run_command(
         {stack.kilnctl.string(), "--config", stack.config_path.string(), "token", "revoke", token});
     EXPECT_EQ(c.get("/api/v1/jobs").status, 401);
+    // GET job reads its token in the same statement as the job.
+    auto r = c.get(job);
+    EXPECT_EQ(r.status, 401);
+    EXPECT_EQ(r.code(), "unauthorized");
+}
+
+TEST_F(Errors, AnUnknownTokenIs401ForAJobThatExistsOrNot) {
+    auto created = client.post_json("/api/v1/jobs", R"({"type":"test.noop"})");
+    ASSERT_EQ(created.status, 201) << created.body;
+    Client stranger = client.with_token("kiln_not-a-real-token");
+    for (const std::string& id : {created.json()["id"].get<std::string>(), util::new_job_id(),
+                                  std::string("not-an-id"), std::string("%C3%A9")}) {
+        SCOPED_TRACE(id);
+        auto r = stranger.get("/api/v1/jobs/" + id);
+        EXPECT_EQ(r.status, 401) << r.body;
+        EXPECT_EQ(r.code(), "unauthorized");
+    }
 }
 
 TEST_F(Errors, UnknownJobIs404) {
