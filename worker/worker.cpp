@@ -188,8 +188,8 @@ void Worker::claim(std::size_t wanted) {
     request.types = claimable_types();
     request.max_jobs = static_cast<int>(std::min<std::size_t>(wanted, 64));
     request.lease = config_.worker.lease;
-    request.lease_token = jobs::new_lease_token();
     if (request.types.empty()) return;
+    request.lease_token = jobs::new_lease_token();
     // After a database restart the first claim finds the connection dead: claim again on a
     // fresh one at once rather than after a back-off.
     auto claimed = session_.run_twice_if_lost(

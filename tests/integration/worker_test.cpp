@@ -220,6 +220,30 @@ TEST_F(Worker, ImageThumbnailsOfATransparentImageHaveAWhiteBackground) {
     }
 }
 
+// An image whose data ends early (an upload cut short on the client's side) fails at once with
+// libvips' reason, rather than completing with the missing rows painted grey.
+TEST_F(Worker, ATruncatedImageFailsAtOnceInsteadOfGivingGreyThumbnails) {
+    const auto jpeg = scratch_dir() / "big-pattern.jpg";
+    run_command({"vips", "copy", media::big_png().string(), jpeg.string()});
+    const std::string png_bytes = read_file(media::big_png());
+    const std::string jpeg_bytes = read_file(jpeg);
+    const std::vector<std::pair<std::filesystem::path, std::string>> cases = {
+        {make_file("cut.png", png_bytes, png_bytes.size() / 3), "libpng read error"},
+        {make_file("cut.jpg", jpeg_bytes, jpeg_bytes.size() / 3), "Premature end of"},
+    };
+    for (const auto& [image, reason] : cases) {
+        SCOPED_TRACE(image.string());
+        const auto id = create({{"type", "image.thumbnails"}, {"file", "", image}});
+        auto w = watch_job(client, id);
+        ASSERT_EQ(w.job["status"], "failed") << w.job.dump();
+        EXPECT_EQ(w.job["attempts"], 1) << w.job.dump();
+        const std::string error = w.job["error"];
+        EXPECT_NE(error.find(reason), std::string::npos) << error;
+        EXPECT_NE(error.find("not retried"), std::string::npos) << error;
+        EXPECT_TRUE(w.job["results"].empty()) << w.job.dump();
+    }
+}
+
 TEST_F(Worker, ImageThumbnailsApplyTheExifOrientationAndStripMetadata) {
     const auto id = create({{"type", "image.thumbnails"}, {"file", "", media::rotated_jpeg()}});
     auto w = watch_job(client, id);
