@@ -47,8 +47,15 @@ Result<nlohmann::json> parse_client_json(std::string_view text, std::string_view
     // keeps the last, others the first), and a proxy and kiln must not read different requests.
     std::vector<std::set<std::string>> open_objects;
     std::optional<std::string> repeated;
+    // An escaped NUL (\u0000) in a key or a string is refused like a raw one: no field kiln
+    // reads may hold it, and names and texts with a NUL cut short in C and in logs.
+    bool escaped_nul = false;
     auto watch_keys = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
         using Event = nlohmann::json::parse_event_t;
+        if ((event == Event::key || event == Event::value) && parsed.is_string() &&
+            parsed.get_ref<const std::string&>().find('\0') != std::string::npos) {
+            escaped_nul = true;
+        }
         if (event == Event::object_start) {
             open_objects.emplace_back();
         } else if (event == Event::object_end && !open_objects.empty()) {
@@ -62,6 +69,10 @@ Result<nlohmann::json> parse_client_json(std::string_view text, std::string_view
     auto value = nlohmann::json::parse(text, watch_keys, /*allow_exceptions=*/false);
     if (value.is_discarded()) {
         return fail(ErrorCode::invalid_request, std::string(what) + " is not valid JSON");
+    }
+    if (escaped_nul) {
+        return fail(ErrorCode::invalid_request,
+                    std::string(what) + " contains a NUL character (\\u0000)");
     }
     if (repeated) {
         return fail(ErrorCode::invalid_request,

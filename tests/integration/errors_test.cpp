@@ -143,6 +143,9 @@ TEST_F(Errors, MalformedJsonIs400) {
     EXPECT_NE(number.body.find("'type' must be a string"), std::string::npos) << number.body;
     auto twice = client.post_json("/api/v1/jobs", R"({"type":"test.noop","type":"test.fail"})");
     expect_problem_and_nothing_kept(twice, 400, "invalid_request", rows, files);
+    // An escaped NUL is refused like a raw one, and not echoed back as an unknown type.
+    auto nul = client.post_json("/api/v1/jobs", R"({"type":"test.noop\u0000"})");
+    expect_problem_and_nothing_kept(nul, 400, "invalid_request", rows, files);
 }
 
 TEST_F(Errors, MissingTypeIs400) {

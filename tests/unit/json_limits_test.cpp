@@ -48,5 +48,18 @@ TEST(ClientJson, ANulByteAnywhereIsRejectedNotTruncated) {
     EXPECT_FALSE(parse_client_json("7\0garbage"s, "params").has_value());
 }
 
+TEST(ClientJson, AnEscapedNulInAStringOrAKeyIsRejectedNamingIt) {
+    for (const char* text : {R"({"type":"video.thumbnail\u0000"})", R"({"a\u0000b":1})",
+                             R"({"p":["x","\u0000"]})", R"("\u0000")"}) {
+        SCOPED_TRACE(text);
+        auto parsed = parse_client_json(text, "the body");
+        ASSERT_FALSE(parsed.has_value());
+        EXPECT_EQ(parsed.error().code, ErrorCode::invalid_request);
+        EXPECT_NE(parsed.error().message.find("NUL"), std::string::npos);
+    }
+    // Other escapes still pass, control characters included.
+    EXPECT_TRUE(parse_client_json(R"({"a":"\u0001\n\u00e9"})", "the body"));
+}
+
 }  // namespace
 }  // namespace kiln::util

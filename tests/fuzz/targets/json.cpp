@@ -3,10 +3,10 @@
 // Input: the JSON text.
 //
 // nlohmann::json without the depth limit is the oracle: parse_client_json must accept exactly
-// the texts it accepts that nest at most max_json_depth deep and give no member twice in one
-// object (told by nlohmann's SAX events, apart from kiln's parse callback), and return the same
-// value. An accepted value must survive dump() (kiln stores and echoes client JSON) and parse
-// back equal.
+// the texts it accepts that nest at most max_json_depth deep, give no member twice in one
+// object and hold no NUL (U+0000) in a key or string (told by nlohmann's SAX events, apart from
+// kiln's parse callback), and return the same value. An accepted value must survive dump() (kiln
+// stores and echoes client JSON) and parse back equal.
 
 #include <cmath>
 #include <cstddef>
@@ -54,23 +54,28 @@ bool has_non_finite(const nlohmann::json& value) {
     return false;
 }
 
-// SAX events of a valid text: whether some object gives a key twice.
-struct DuplicateKeys : nlohmann::json_sax<nlohmann::json> {
+// SAX events of a valid text: whether some object gives a key twice, and whether a key or a
+// string holds U+0000.
+struct RefusedContent : nlohmann::json_sax<nlohmann::json> {
     std::vector<std::set<std::string>> objects;
     bool found = false;
+    static bool has_nul(const string_t& s) { return s.find('\0') != string_t::npos; }
     bool null() override { return true; }
     bool boolean(bool) override { return true; }
     bool number_integer(number_integer_t) override { return true; }
     bool number_unsigned(number_unsigned_t) override { return true; }
     bool number_float(number_float_t, const string_t&) override { return true; }
-    bool string(string_t&) override { return true; }
+    bool string(string_t& s) override {
+        found = found || has_nul(s);
+        return true;
+    }
     bool binary(binary_t&) override { return true; }
     bool start_object(std::size_t) override {
         objects.emplace_back();
         return true;
     }
     bool key(string_t& k) override {
-        found = found || !objects.back().insert(k).second;
+        found = found || has_nul(k) || !objects.back().insert(k).second;
         return true;
     }
     bool end_object() override {
@@ -84,8 +89,8 @@ struct DuplicateKeys : nlohmann::json_sax<nlohmann::json> {
     }
 };
 
-bool has_duplicate_keys(std::string_view text) {
-    DuplicateKeys sax;
+bool has_refused_content(std::string_view text) {
+    RefusedContent sax;
     nlohmann::json::sax_parse(text, &sax, nlohmann::json::input_format_t::json, false);
     return sax.found;
 }
@@ -101,7 +106,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const bool has_nul = text.find('\0') != std::string_view::npos;
     const bool oracle_accepts = !has_nul && !oracle.is_discarded() &&
                                 depth(oracle) <= kiln::util::max_json_depth &&
-                                !has_duplicate_keys(text);
+                                !has_refused_content(text);
     if (parsed && has_nul) {
         if (tolerate_nul_truncation) return 0;
         violated("accepted a text with a NUL byte");
