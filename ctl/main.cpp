@@ -1,5 +1,6 @@
 // kilnctl: the admin CLI: schema migrations, API tokens, cancel, retry and purge.
 
+#include <filesystem>
 #include <iostream>
 
 #include "core/auth/tokens.hpp"
@@ -12,6 +13,9 @@
 #include "core/util/cli.hpp"
 
 namespace {
+
+// Where `cmake --install` puts sql/, beside the converters (the config's default dir).
+constexpr std::string_view default_migrations_dir = "/usr/share/kiln/sql";
 
 int report(const kiln::Error& error) {
     std::cerr << "kilnctl: " << error.describe() << "\n";
@@ -39,8 +43,7 @@ int main(int argc, char** argv) {
                    "config file (default $KILN_CONFIG or /etc/kiln/kiln.toml)");
 
     auto* migrate_cmd = cli.add_subcommand("migrate", "apply the missing schema migrations");
-    // Where `cmake --install` puts sql/, beside the converters (the config's default dir).
-    std::string migrations_dir = "/usr/share/kiln/sql";
+    std::string migrations_dir(default_migrations_dir);
     migrate_cmd->add_option("--migrations", migrations_dir, "directory of NNN_name.sql files")
         ->capture_default_str();
 
@@ -74,7 +77,15 @@ int main(int argc, char** argv) {
     std::optional<std::uint64_t> keep_failed;
     purge_cmd->add_option("--completed-older-than", completed_age, "e.g. 7d");
     purge_cmd->add_option("--failed-older-than", failed_age, "failed and cancelled jobs, e.g. 30d");
-    purge_cmd->add_option("--keep-failed", keep_failed, "keep the newest N failed jobs anyway");
+    // CLI11 reads "-1" into an unsigned option as a huge number: refuse a sign up front.
+    purge_cmd->add_option("--keep-failed", keep_failed, "keep the newest N failed jobs anyway")
+        ->check(CLI::Validator(
+            [](const std::string& text) -> std::string {
+                if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos)
+                    return "";
+                return "must be a whole number, 0 or more";
+            },
+            "N"));
     purge_cmd->add_option("--orphans-older-than", orphan_age,
                           "files without a job row, and staging leftovers (default 1h)");
 
@@ -102,6 +113,18 @@ int main(int argc, char** argv) {
         return 2;
     }
     policy.keep_failed = keep_failed;
+    if (*create_cmd && !auth::is_valid_owner(owner)) {
+        std::cerr << "kilnctl: --owner must be " << auth::owner_rule << "\n";
+        return 2;
+    }
+    if (*migrate_cmd && !std::filesystem::is_directory(migrations_dir)) {
+        std::cerr << "kilnctl: no migrations directory " << migrations_dir
+                  << (migrations_dir == default_migrations_dir
+                          ? " (the installed default); in a checkout give --migrations sql"
+                          : "")
+                  << "\n";
+        return 2;
+    }
     policy.orphans_older_than = *orphans;
 
     auto config = load_config(config_path);
@@ -137,7 +160,7 @@ int main(int argc, char** argv) {
         auto n = jobs::retry_failed(**conn, retry_type, failed_window);
         if (!n) return report(n.error());
         jobs::WakeupSender(config->wakeup_dir).notify();
-        std::cout << *n << " jobs pending again\n";
+        std::cout << *n << (*n == 1 ? " job" : " jobs") << " pending again\n";
         return 0;
     }
     if (*purge_cmd) {

@@ -32,15 +32,17 @@ Result<std::optional<jobs::Viewer>> authenticate(db::Connection& conn, const std
         jobs::Viewer{rows->front().text(0), rows->front().integer(1) != 0});
 }
 
+bool is_valid_owner(std::string_view owner) {
+    return !owner.empty() && owner.size() <= 64 &&
+           std::all_of(owner.begin(), owner.end(), [](char c) {
+               return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+                      c == '@' || c == '-';
+           });
+}
+
 Result<CreatedToken> create_token(db::Connection& conn, const std::string& owner, bool admin) {
-    const bool valid_owner =
-        !owner.empty() && owner.size() <= 64 && std::all_of(owner.begin(), owner.end(), [](char c) {
-            return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
-                   c == '@' || c == '-';
-        });
-    if (!valid_owner) {
-        return fail(ErrorCode::invalid_request,
-                    "owner must be 1..64 characters of [A-Za-z0-9._@-]");
+    if (!is_valid_owner(owner)) {
+        return fail(ErrorCode::invalid_request, "owner must be " + std::string(owner_rule));
     }
     CreatedToken created;
     created.token = util::new_api_token();

@@ -25,7 +25,11 @@ struct CreatedToken {
     std::string token;  // shown once; only its hash is stored
 };
 
-// Owner names: 1..64 characters of [A-Za-z0-9._@-]. Fails with invalid_request otherwise.
+// Owner names: 1..64 characters of [A-Za-z0-9._@-].
+bool is_valid_owner(std::string_view owner);
+inline constexpr std::string_view owner_rule = "1..64 characters of [A-Za-z0-9._@-]";
+
+// Fails with invalid_request for an owner name outside is_valid_owner.
 Result<CreatedToken> create_token(db::Connection& conn, const std::string& owner, bool admin);
 
 // Revokes by numeric id or by the token itself; false when nothing live matched.

@@ -184,6 +184,17 @@ fi
 expect_exit 2 KilnctlMissingRequiredOptionExits2 "$KILN_TEST_KILNCTL" token create
 expect_exit 2 KilnctlRetryWithoutIdOrTypeExits2 "$KILN_TEST_KILNCTL" --config /nonexistent retry
 expect_exit 2 KilnctlBadDurationExits2 "$KILN_TEST_KILNCTL" purge --completed-older-than soon
+# CLI11 would read -1 into the unsigned count as 2^64-1, which keeps every failed job.
+expect_exit 2 KilnctlNegativeKeepFailedExits2 "$KILN_TEST_KILNCTL" purge --keep-failed -1
+expect_exit 2 KilnctlBadOwnerExits2WithoutAskingTheDatabase "$KILN_TEST_KILNCTL" \
+    --config /nonexistent token create --owner 'bad owner!'
+expect_exit 2 KilnctlMigrateWithoutItsDirectoryExits2 "$KILN_TEST_KILNCTL" migrate \
+    --migrations "$tmp/no-such-dir"
+if grep -q "no migrations directory $tmp/no-such-dir" "$tmp/stderr"; then
+    ok KilnctlNamesTheMissingMigrationsDirectory
+else
+    not_ok "KilnctlNamesTheMissingMigrationsDirectory: $(cat "$tmp/stderr")"
+fi
 if [[ ! -e /etc/kiln/kiln.toml ]]; then
     # Port 1 refuses at once: the database kilnctl was pointed at does not answer.
     expect_exit 3 KilnctlWithoutAConfigFileExits3 env KILN_DB=mariadb://kiln@127.0.0.1:1/kiln \
