@@ -27,11 +27,13 @@ const std::vector<jobs::FileRecord>& files_of(const jobs::Job& job, storage::Are
     return area == storage::Area::sources ? job.sources : job.results;
 }
 
-// Content-Disposition with both a plain ASCII fallback and the RFC 8187 UTF-8 name.
+// Content-Disposition with both a plain ASCII fallback and the RFC 8187 UTF-8 name. In the
+// fallback each non-ASCII character (stored names are valid UTF-8) becomes one '_'.
 std::string content_disposition(const std::string& name) {
     std::string ascii;
     for (char c : name) {
         auto u = static_cast<unsigned char>(c);
+        if (u >= 0x80 && u < 0xC0) continue;  // a UTF-8 continuation byte
         ascii.push_back(u >= 0x20 && u < 0x7f && c != '"' && c != '\\' ? c : '_');
     }
     return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" +

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 
+#include "core/storage/storage.hpp"
 #include "core/util/crypto.hpp"
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/media.hpp"
@@ -83,6 +84,24 @@ TEST_F(JobsApi, ParamsSentAsAFilePartAreStillTheParamsField) {
     EXPECT_EQ(r.json()["params"], nlohmann::json({{"quality", 60}}));
     ASSERT_EQ(r.json()["sources"].size(), 1u) << r.body;
     EXPECT_EQ(r.json()["sources"][0]["name"], "holiday.png");
+}
+
+// A UTF-8 name reaches the browser whole (RFC 8187 filename*), and in the ASCII fallback for
+// older clients each non-ASCII character is one '_', not one per byte.
+TEST_F(JobsApi, ADownloadNamesAUtf8FileWholeAndInAReadableAsciiFallback) {
+    // "Été photo (1).png": stored as "Été_photo__1_.png" (spaces and brackets become '_').
+    const std::string name = "\xC3\x89t\xC3\xA9 photo (1).png";
+    auto r = client.post_multipart(
+        "/api/v1/jobs", {{"type", "image.thumbnails"}, {"file", "", media::png(), name}});
+    ASSERT_EQ(r.status, 201) << r.body;
+    const std::string id = r.json()["id"];
+    const std::string stored = r.json()["sources"][0]["name"];
+    EXPECT_EQ(stored, "\xC3\x89t\xC3\xA9_photo__1_.png");
+    auto dl = client.get("/api/v1/jobs/" + id + "/sources/" + storage::percent_encode(stored));
+    ASSERT_EQ(dl.status, 200) << dl.body;
+    EXPECT_EQ(dl.header("content-disposition"),
+              "attachment; filename=\"_t__photo__1_.png\"; "
+              "filename*=UTF-8''%C3%89t%C3%A9_photo__1_.png");
 }
 
 TEST_F(JobsApi, DownloadThroughXAccelRedirectIsByteIdenticalToTheUpload) {
