@@ -141,6 +141,14 @@ Result<std::vector<Row>> Statement::query(std::span<const Value> params) {
         b.is_null = &nulls[i];
         b.error = &errors[i];
     }
+    // Buffered: the whole result (callers bound it with LIMIT) is read at once, and with it the
+    // end-of-rows packet whose warning count an unbuffered read leaves unrecorded (see
+    // Connection::warning_count).
+    if (mysql_stmt_store_result(stmt_) != 0) {
+        auto err = stmt_error("mysql_stmt_store_result");
+        mysql_stmt_free_result(stmt_);
+        return std::unexpected(err.error());
+    }
     if (mysql_stmt_bind_result(stmt_, binds.data()) != 0) {
         auto err = stmt_error("mysql_stmt_bind_result");
         mysql_stmt_free_result(stmt_);
@@ -264,11 +272,7 @@ Result<std::vector<Row>> Connection::query(std::string_view sql,
     return (*stmt)->query(std::span<const Value>(params.begin(), params.size()));
 }
 
-Result<unsigned> Connection::warning_count() {
-    auto rows = query("SHOW COUNT(*) WARNINGS");
-    if (!rows) return std::unexpected(rows.error());
-    return rows->empty() ? 0U : static_cast<unsigned>(rows->front().integer(0));
-}
+unsigned Connection::warning_count() const { return mysql_warning_count(handle_); }
 
 Result<> Connection::begin() { return check(mysql_query(handle_, "START TRANSACTION"), "begin"); }
 

@@ -89,9 +89,10 @@ class Connection final {
     [[nodiscard]] Result<std::vector<Row>> query(std::string_view sql,
                                                  std::initializer_list<Value> params = {});
     // Warnings of the previous statement, such as MariaDB's note that LIMIT ROWS EXAMINED cut
-    // a query short. A round trip: Connector/C does not report the warnings of a prepared
-    // statement's result set (mysql_stmt_warning_count stays 0).
-    [[nodiscard]] Result<unsigned> warning_count();
+    // a query short. No round trip: the count comes with the statement's last packet.
+    // Connector/C records it for a result read buffered, as query() reads, and leaves it 0 for
+    // one read row by row.
+    [[nodiscard]] unsigned warning_count() const;
 
     [[nodiscard]] Result<> begin();
     [[nodiscard]] Result<> commit();
