@@ -83,10 +83,7 @@ http::Response ApiHandler::route(http::Request& request) {
     if (!*viewer) {
         return http::problem(Error{ErrorCode::unauthorized, "the token is unknown or revoked", ""});
     }
-    // The lookup just succeeded on this connection.
-    auto conn = session_.get();
-    if (!conn) return http::problem(conn.error());
-    Context ctx{app_, **conn, *magic_, wakeup_, **viewer};
+    Context ctx{app_, session_, *magic_, wakeup_, **viewer};
 
     Result<http::Response> result = fail(ErrorCode::not_found, "no such resource");
     const std::string_view collection = parts[2];

@@ -26,10 +26,12 @@ struct AppState {
     storage::Storage storage;
 };
 
-// What the endpoint handlers get: the thread's resources and the authenticated viewer.
+// What the endpoint handlers get: the thread's resources and the authenticated viewer. The
+// database comes as the session, not a connection: a handler that waited (an upload) may find
+// its connection gone and must be able to take a fresh one.
 struct Context {
     const AppState& app;
-    db::Connection& db;
+    db::Session& db;
     magic::Detector& magic;
     jobs::WakeupSender& wakeup;
     const jobs::Viewer& viewer;

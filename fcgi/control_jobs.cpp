@@ -6,7 +6,10 @@
 namespace kiln::api {
 
 Result<http::Response> cancel_job(Context& ctx, const std::string& id) {
-    auto outcome = jobs::cancel_job(ctx.db, ctx.viewer, id);
+    // Not run twice: a second cancel would find the first one's work done (409).
+    auto conn = ctx.db.get();
+    if (!conn) return std::unexpected(conn.error());
+    auto outcome = jobs::cancel_job(**conn, ctx.viewer, id);
     if (!outcome) return std::unexpected(outcome.error());
     auto job = get_job(ctx, id);
     if (!job) return job;
@@ -16,7 +19,9 @@ Result<http::Response> cancel_job(Context& ctx, const std::string& id) {
 }
 
 Result<http::Response> retry_job(Context& ctx, const std::string& id) {
-    if (auto r = jobs::retry_job(ctx.db, ctx.viewer, id); !r) return std::unexpected(r.error());
+    auto conn = ctx.db.get();
+    if (!conn) return std::unexpected(conn.error());
+    if (auto r = jobs::retry_job(**conn, ctx.viewer, id); !r) return std::unexpected(r.error());
     ctx.wakeup.notify();
     return get_job(ctx, id);
 }

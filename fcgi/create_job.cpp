@@ -288,6 +288,14 @@ std::string request_fingerprint(const jobs::NewJob& job) {
     return h.finish_hex();
 }
 
+// The session's connection, checked with a ping and replaced if it is gone.
+Result<db::Connection*> live_connection(db::Session& session) {
+    return session.run_twice_if_lost([](db::Connection& conn) -> Result<db::Connection*> {
+        if (auto r = conn.ping(); !r) return std::unexpected(r.error());
+        return &conn;
+    });
+}
+
 // The response for a key seen before: the original job (200) or a mismatch (422).
 Result<http::Response> replay(Context& ctx, const jobs::IdempotencyRecord& record,
                               const std::string& fingerprint) {
@@ -358,9 +366,17 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     job.max_attempts = static_cast<int>(valid->def->max_attempts);
     for (auto& f : files) job.sources.push_back(std::move(f.record));
 
+    // An upload can take minutes, and a connection that died meanwhile (a database restart, its
+    // wait_timeout) is found out only when used: after the files were published, leaving them
+    // without a row. Check it first, taking a fresh one if it is gone, so that from here on a
+    // 503 means the database is down.
+    auto conn = staging ? live_connection(ctx.db) : ctx.db.get();
+    if (!conn) return std::unexpected(conn.error());
+    db::Connection& db = **conn;
+
     if (!job.idempotency_key.empty()) {
         job.request_sha256 = request_fingerprint(job);
-        auto seen = jobs::find_idempotency_key(ctx.db, job.owner, job.idempotency_key);
+        auto seen = jobs::find_idempotency_key(db, job.owner, job.idempotency_key);
         if (!seen) return std::unexpected(seen.error());
         // Seen before: nothing is stored twice (the staged upload is dropped).
         if (*seen) return replay(ctx, **seen, job.request_sha256);
@@ -371,17 +387,17 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     if (staging) {
         if (auto r = staging->commit(); !r) return std::unexpected(r.error());
     }
-    auto created = jobs::create_job(ctx.db, job, ctx.app.config.api.queue_position_cap);
+    auto created = jobs::create_job(db, job, ctx.app.config.api.queue_position_cap);
     if (!created) {
-        // With the connection lost mid-transaction the row may have been committed: keep the
-        // files (the purge's orphan sweep removes them if it was not). Any other failure
-        // rolled back, so the files go.
+        // With the connection lost mid-transaction (it answered a moment ago) the row may have
+        // been committed: keep the files (the purge's orphan sweep removes them if it was not).
+        // Any other failure rolled back, so the files go.
         if (staging && created.error().code != ErrorCode::unavailable) {
             staging->discard_committed();
         }
         if (created.error().native == "duplicate") {
             // A concurrent request with the same key won the race.
-            auto seen = jobs::find_idempotency_key(ctx.db, job.owner, job.idempotency_key);
+            auto seen = jobs::find_idempotency_key(db, job.owner, job.idempotency_key);
             if (seen && *seen) return replay(ctx, **seen, job.request_sha256);
         }
         return std::unexpected(created.error());

@@ -17,7 +17,9 @@ constexpr int default_page_size = 50;
 constexpr int max_page_size = 500;
 
 Result<jobs::Job> visible_job(Context& ctx, const std::string& id) {
-    auto job = jobs::find_job(ctx.db, ctx.viewer, id, ctx.app.config.api.queue_position_cap);
+    auto job = ctx.db.run_twice_if_lost([&](db::Connection& conn) {
+        return jobs::find_job(conn, ctx.viewer, id, ctx.app.config.api.queue_position_cap);
+    });
     if (!job) return std::unexpected(job.error());
     if (!*job) return fail(ErrorCode::not_found, "no such job");
     return std::move(**job);
@@ -94,7 +96,8 @@ Result<http::Response> list_jobs(Context& ctx, const http::Request& request) {
             return fail(ErrorCode::invalid_request, "unknown query parameter '" + name + "'");
         }
     }
-    auto page = jobs::list_jobs(ctx.db, ctx.viewer, filter);
+    auto page = ctx.db.run_twice_if_lost(
+        [&](db::Connection& conn) { return jobs::list_jobs(conn, ctx.viewer, filter); });
     if (!page) return std::unexpected(page.error());
     nlohmann::json list = nlohmann::json::array();
     for (const auto& job : page->jobs) list.push_back(jobs::to_json(job));

@@ -2,15 +2,21 @@
 // over FastCGI directly (cgi-fcgi) so the shared stack keeps its database and disk:
 // - its database address does not exist: 503 problems with Retry-After, fast, never 500;
 // - its storage is a full 1 MiB tmpfs: an upload is 507 and leaves no file and no row;
-// - its database has an older schema than it needs: 503, and the log says to migrate.
+// - its database has an older schema than it needs: 503, and the log says to migrate;
+// - its database connection is cut while an upload streams in: the upload still makes its job.
 
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <chrono>
 #include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "core/db/migrate.hpp"
+#include "tests/integration/support/db_proxy.hpp"
+#include "tests/integration/support/fcgi_client.hpp"
 #include "tests/integration/support/media.hpp"
 #include "tests/integration/support/multipart.hpp"
 #include "tests/integration/support/processes.hpp"
@@ -134,6 +140,41 @@ TEST_F(DiskFull, AnUploadThatFillsTheDiskIs507AndLeavesNoFileAndNoRow) {
         files += entry.is_regular_file() ? 1 : 0;
     }
     EXPECT_EQ(files, 0u) << "the partial upload was removed";
+}
+
+// The database restarts (or drops the idle connection) while an upload streams in: kiln-api
+// finds its connection gone only when it uses it again, after the body. It must take a fresh
+// one then, not answer 503 after the whole upload and leave the published files without a row.
+TEST(DatabaseCut, AConnectionCutDuringAnUploadIsReplacedAndTheJobIsCreated) {
+    const Stack& stack = Stack::get();
+    DbProxy proxy(scratch_dir() / "db-proxy-upload.sock", stack.config.database.socket);
+    const auto socket = scratch_dir() / "api-db-cut.sock";
+    auto api = start_private_api(
+        {{"KILN_DB", proxy.url(stack.config.database.user, stack.config.database.name)}}, socket,
+        "api-db-cut.log");
+    ASSERT_TRUE(std::filesystem::exists(socket));
+
+    const std::string body = multipart::upload(
+        "image.thumbnails", "pattern.png", read_file(media::png()) + std::string(1 << 20, '\0'));
+    auto params = fcgi_params("POST", "/api/v1/jobs", stack.admin_token);
+    params.emplace_back("CONTENT_TYPE", multipart::content_type());
+    FcgiConnection conn(socket);
+    const std::size_t half = body.size() / 2;
+    conn.send(params, body.substr(0, half), body.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // kiln-api is reading it
+    proxy.cut_all();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the relay has closed
+    conn.send_body(body.substr(half), true);
+    FcgiReply reply = conn.receive();
+    ASSERT_TRUE(reply.ended);
+    ASSERT_EQ(reply.stdout_data.rfind("Status: 201", 0), 0u) << reply.stdout_data.substr(0, 600);
+    const std::string id =
+        nlohmann::json::parse(reply.stdout_data.substr(reply.stdout_data.find('{')))["id"];
+    auto job = stack.admin().get("/api/v1/jobs/" + id);
+    ASSERT_EQ(job.status, 200) << "the job was stored";
+    const std::string name = job.json()["sources"][0]["name"];
+    EXPECT_TRUE(std::filesystem::exists(stack.config.storage_root / "sources" / id / name));
+    EXPECT_EQ(api->stop(SIGTERM), 0);
 }
 
 }  // namespace

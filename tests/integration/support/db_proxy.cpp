@@ -130,13 +130,16 @@ void DbProxy::relay(util::UniqueFd client) {
     bool awaiting_prepare_answer = false;
     bool preparing_claim = false;
     bool claim_in_transaction = false;
+    const int cuts_at_start = cuts_;
     char buffer[65536];
     while (true) {
         pollfd fds[] = {
             {client.get(), POLLIN, 0}, {server.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-        const int ready = ::poll(fds, 3, -1);
+        // Woken every 20 ms to see whether cut_all() was called.
+        const int ready = ::poll(fds, 3, 20);
         if (ready < 0 && errno == EINTR) continue;
-        if (ready < 0 || fds[2].revents != 0) return;
+        if (ready < 0 || fds[2].revents != 0 || cuts_ != cuts_at_start) return;
+        if (ready == 0) continue;
         if (fds[0].revents != 0) {
             const ssize_t n = ::read(client.get(), buffer, sizeof buffer);
             if (n <= 0 || !write_all(server.get(), buffer, static_cast<std::size_t>(n))) return;

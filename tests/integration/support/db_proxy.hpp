@@ -32,6 +32,8 @@ class DbProxy {
     void break_next_claim_commit() { armed_ = true; }
     // How many connections were broken so.
     int broken() const { return broken_; }
+    // Closes every connection relayed now, as a database restart would; new ones are relayed.
+    void cut_all() { ++cuts_; }
 
   private:
     void accept_loop();
@@ -43,6 +45,7 @@ class DbProxy {
     util::UniqueFd stop_;  // an eventfd: readable once the relay stops
     std::atomic<bool> armed_{false};
     std::atomic<int> broken_{0};
+    std::atomic<int> cuts_{0};  // relays started before the latest cut_all() end
     std::mutex threads_mutex_;
     std::vector<std::thread> threads_;
     std::thread acceptor_;
