@@ -160,12 +160,22 @@ class UploadCollector final : public http::MultipartHandler {
     std::set<std::string> taken_names_;
 };
 
+// The most files a request may carry: what the converter allows when `type` came first,
+// else api.max_parts (UploadCollector::max_files); the parser's bound must let both through.
+std::size_t most_files_of_any_request(const AppState& app) {
+    std::size_t most = app.config.api.max_parts;
+    for (const auto& [name, def] : app.converters)
+        most = std::max<std::size_t>(most, def.max_files);
+    return most;
+}
+
 // Reads the whole multipart body through the parser. Fails when the body ends before its
 // Content-Length or breaks off (the client went away), or is malformed.
-Result<> stream_multipart(http::Request& request, const std::string& boundary,
-                          const ApiConfig& limits, UploadCollector& collector) {
+Result<> stream_multipart(http::Request& request, const std::string& boundary, const AppState& app,
+                          UploadCollector& collector) {
+    const ApiConfig& limits = app.config.api;
     http::MultipartLimits mp;
-    mp.max_parts = limits.max_parts + 3;  // the files plus the three fields
+    mp.max_parts = most_files_of_any_request(app) + 3;  // the files plus the three fields
     mp.max_part_header_bytes = limits.max_part_header_bytes;
     http::MultipartParser parser(boundary, mp, collector);
     // One buffer per request thread, kept: allocating (and zeroing) 256 KiB per request showed
@@ -335,7 +345,7 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
         if (!staged) return std::unexpected(staged.error());
         staging = std::move(*staged);
         UploadCollector collector(ctx, *staging);
-        if (auto r = stream_multipart(request, *boundary, limits, collector); !r) {
+        if (auto r = stream_multipart(request, *boundary, ctx.app, collector); !r) {
             return std::unexpected(r.error());
         }
         fields = std::move(collector.fields());

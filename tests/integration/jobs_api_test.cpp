@@ -86,6 +86,22 @@ TEST_F(JobsApi, ParamsSentAsAFilePartAreStillTheParamsField) {
     EXPECT_EQ(r.json()["sources"][0]["name"], "holiday.png");
 }
 
+// The multipart parser's bound on parts follows the converters: one that takes 32 files (more
+// than [api] max_parts + 3 parts) gets all 32, and the 33rd is refused with the converter's own
+// limit in the message.
+TEST_F(JobsApi, AConverterThatTakesMoreFilesThanMaxPartsGetsThemAll) {
+    std::vector<Part> parts = {{"type", "test.many"}};
+    for (int i = 0; i < 32; ++i) parts.emplace_back("file", "", media::png());
+    auto r = client.post_multipart("/api/v1/jobs", parts);
+    ASSERT_EQ(r.status, 201) << r.body;
+    EXPECT_EQ(r.json()["sources"].size(), 32u);
+
+    parts.emplace_back("file", "", media::png());
+    auto over = client.post_multipart("/api/v1/jobs", parts);
+    EXPECT_EQ(over.status, 413) << over.body;
+    EXPECT_NE(over.body.find("at most 32"), std::string::npos) << over.body;
+}
+
 // A UTF-8 name reaches the browser whole (RFC 8187 filename*), and in the ASCII fallback for
 // older clients each non-ASCII character is one '_', not one per byte.
 TEST_F(JobsApi, ADownloadNamesAUtf8FileWholeAndInAReadableAsciiFallback) {
