@@ -395,7 +395,12 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     // Files first, then the row: a crash in between leaves an orphan directory (swept later),
     // never a row whose files are missing.
     if (staging) {
-        if (auto r = staging->commit(); !r) return std::unexpected(r.error());
+        if (auto r = staging->commit(); !r) {
+            // The rename may have published the files before the sync failed: no row will
+            // name them, so they go now rather than at the next orphan sweep.
+            staging->discard_committed();
+            return std::unexpected(r.error());
+        }
     }
     auto created = jobs::create_job(db, job, ctx.app.config.api.queue_position_cap);
     if (!created) {
