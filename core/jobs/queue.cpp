@@ -53,9 +53,13 @@ auto in_transaction(db::Connection& conn, Body&& body) -> decltype(body()) {
     }
 }
 
-// A running job back to pending as if never claimed: the attempt is not counted.
+// A running job back to pending as if never claimed: the attempt is not counted. One whose
+// cancel was asked for (and acknowledged) while it ran ends cancelled instead: back in the
+// queue it would run again, and no worker looks at the flag of a pending job.
 constexpr std::string_view hand_back_to_queue =
-    "status = 'pending', attempts = GREATEST(attempts, 1) - 1, progress = 0, step = NULL, "
+    "status = IF(cancel_requested, 'cancelled', 'pending'), "
+    "finished_at = IF(cancel_requested, NOW(3), finished_at), "
+    "attempts = GREATEST(attempts, 1) - 1, progress = 0, step = NULL, "
     "worker = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = NOW(3)";
 
 // What a claim reads of each job, then the claim order's keys: priority (7) and run_at (8).
@@ -210,18 +214,24 @@ Result<bool> record_failure(db::Connection& conn, const Outcome& o, std::string_
     const auto seq = static_cast<std::int64_t>(o.seq);
     const std::string error = storage::to_valid_utf8(reason, max_error_bytes);
     Result<std::uint64_t> affected = 0;
+    // A cancel asked for while the attempt ran wins over its failure: the job ends cancelled
+    // (with the attempt's error kept), never back in the queue to run again. The worker checks
+    // for cancels every half second, so a short attempt can fail before it sees one.
     if (!o.permanent && o.attempt < o.max_attempts) {
         affected = conn.execute(
-            "UPDATE jobs SET status = 'pending', error = ?, progress = 0, step = NULL, "
-            "worker = NULL, lease_token = NULL, lease_expires_at = NULL, "
-            "run_at = NOW(3) + INTERVAL ? MICROSECOND, updated_at = NOW(3) "
-            "WHERE seq = ? AND lease_token = ? AND status = 'running'",
+            "UPDATE jobs SET status = IF(cancel_requested, 'cancelled', 'pending'), error = ?, "
+            "progress = 0, step = NULL, worker = NULL, lease_token = NULL, "
+            "lease_expires_at = NULL, "
+            "finished_at = IF(cancel_requested, NOW(3), finished_at), "
+            "run_at = IF(cancel_requested, run_at, NOW(3) + INTERVAL ? MICROSECOND), "
+            "updated_at = NOW(3) WHERE seq = ? AND lease_token = ? AND status = 'running'",
             {error, std::int64_t{o.retry_delay.count() * 1000}, seq, o.lease_token});
     } else {
         affected = conn.execute(
-            "UPDATE jobs SET status = 'failed', error = ?, step = NULL, worker = NULL, "
-            "lease_token = NULL, lease_expires_at = NULL, finished_at = NOW(3), "
-            "updated_at = NOW(3) WHERE seq = ? AND lease_token = ? AND status = 'running'",
+            "UPDATE jobs SET status = IF(cancel_requested, 'cancelled', 'failed'), error = ?, "
+            "step = NULL, worker = NULL, lease_token = NULL, lease_expires_at = NULL, "
+            "finished_at = NOW(3), updated_at = NOW(3) "
+            "WHERE seq = ? AND lease_token = ? AND status = 'running'",
             {error, seq, o.lease_token});
     }
     if (!affected) return std::unexpected(affected.error());

@@ -78,6 +78,30 @@ TEST_F(Reliability, CancellingARunningJobKillsItWithinTwoSeconds) {
     EXPECT_TRUE(job["results"].empty());
 }
 
+// A cancel acknowledged while the attempt runs wins over that attempt's failure: the job ends
+// cancelled after it, not back in the queue to run (and maybe fail) again. The worker looks for
+// cancels every half second, so an attempt that fails 250 ms in usually fails before it sees
+// one; five jobs make the race show with the old code.
+TEST_F(Reliability, ACancelledJobWhoseAttemptFailsIsCancelledNotRetried) {
+    for (int i = 0; i < 5; ++i) {
+        SCOPED_TRACE(i);
+        const auto id =
+            create_json(R"({"type":"test.noop","params":{"sleep_ms":250,"fail":true}})");
+        std::this_thread::sleep_for(100ms);  // it is running by now (picked up within ms)
+        auto r = client.post_json("/api/v1/jobs/" + id + "/cancel", "");
+        ASSERT_TRUE(r.status == 202 || r.status == 200) << r.body;
+        nlohmann::json job;
+        const auto deadline = std::chrono::steady_clock::now() + 15s;
+        while (std::chrono::steady_clock::now() < deadline) {
+            job = client.get("/api/v1/jobs/" + id).json();
+            if (job["status"] != "running" && job["status"] != "pending") break;
+            std::this_thread::sleep_for(25ms);
+        }
+        EXPECT_EQ(job["status"], "cancelled") << job.dump();
+        EXPECT_LE(job["attempts"].get<int>(), 1) << "it ran again after the cancel: " << job.dump();
+    }
+}
+
 TEST_F(Reliability, AFailingJobIsRetriedWithBackoffThenFailsForGood) {
     // test.noop allows 3 attempts; fail=true fails each one.
     const auto id = create_json(R"({"type":"test.noop","params":{"fail":true}})");
