@@ -41,13 +41,26 @@ void Recorder::finish(std::chrono::seconds patience) {
 
 void Recorder::track(std::shared_ptr<RunningJob> job) {
     std::lock_guard lock(mutex_);
-    running_[job->job().seq] = std::move(job);
+    auto& tracked = running_[job->job().seq];
+    // Claimed again while an earlier run of it is still here: that run's lease lapsed and the
+    // job went back to the queue (its outcome would be discarded). Stop it, so the job never
+    // runs twice at once and the earlier run does not outlast the new one's renewals.
+    if (tracked && tracked != job) {
+        log::warning("claimed again after its lease lapsed; stopping the earlier run",
+                     {{"job", job->job().id}});
+        tracked->stop(RunningJob::StopReason::release);
+    }
+    tracked = std::move(job);
 }
 
 void Recorder::submit(jobs::Outcome outcome) {
     {
         std::lock_guard lock(mutex_);
-        running_.erase(outcome.seq);
+        // Only the run this outcome is of: a newer claim of the same job keeps its entry.
+        auto it = running_.find(outcome.seq);
+        if (it != running_.end() && it->second->job().lease_token == outcome.lease_token) {
+            running_.erase(it);
+        }
         outcomes_.push_back(std::move(outcome));
     }
     wake_.notify_all();

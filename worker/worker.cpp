@@ -174,7 +174,9 @@ void Worker::slot_loop(magic::Detector& detector) {
         recorder_.submit(std::move(outcome));
         {
             std::lock_guard lock(mutex_);
-            active_.erase((*job)->job().seq);
+            // Unless the job was claimed again meanwhile (Recorder::track): that run stays.
+            auto entry = active_.find((*job)->job().seq);
+            if (entry != active_.end() && entry->second == *job) active_.erase(entry);
         }
         queue_.done();
         signal_dispatcher();

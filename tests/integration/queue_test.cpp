@@ -9,6 +9,7 @@
 #include <map>
 #include <thread>
 
+#include "core/db/mariadb.hpp"
 #include "tests/integration/support/db_proxy.hpp"
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/jobs.hpp"
@@ -133,6 +134,52 @@ TEST(Queue, AClaimWhoseCommitGetsNoAnswerHandsItsJobBackAndTheJobRunsAtOnce) {
     EXPECT_EQ(worker->stop(SIGTERM), 0);
     EXPECT_EQ(completed_runs({worker->log()})[id], 1);
     EXPECT_NE(read_file(worker->log()).find("handed back jobs of a claim"), std::string::npos);
+}
+
+// The reaper gave a job back while its worker was alive and still running it (the worker could
+// not renew for longer than the lease), and the same worker claimed it again: the earlier run
+// is stopped then, so the job does not run twice at once and the earlier run's end does not
+// untrack the new one.
+TEST(Queue, AJobClaimedAgainByTheWorkerStillRunningItDoesNotRunTwiceAtOnce) {
+    const Stack& stack = Stack::get();
+    Client client = stack.admin();
+    auto worker = start_worker("reclaims", 2);
+    auto r = client.post_json("/api/v1/jobs",
+                              R"({"type":"test.controlled","params":{"sleep_ms":3000}})");
+    ASSERT_EQ(r.status, 201) << r.body;
+    const std::string id = r.json()["id"];
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (client.get("/api/v1/jobs/" + id).json()["status"] != "running" &&
+           std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    // What the reaper does to an expired lease, done now.
+    auto conn = db::Connection::open(stack.config.database);
+    ASSERT_TRUE(conn) << conn.error().describe();
+    auto reaped = (*conn)->execute(
+        "UPDATE jobs SET status = 'pending', worker = NULL, lease_token = NULL, "
+        "lease_expires_at = NULL, run_at = NOW(3) WHERE id = ? AND status = 'running'",
+        {id});
+    ASSERT_TRUE(reaped && *reaped == 1) << "the job was not running";
+
+    auto w = watch_job(client, id, std::chrono::seconds(20));
+    EXPECT_EQ(w.job["status"], "completed") << w.job.dump();
+    EXPECT_EQ(w.job["attempts"], 2) << w.job.dump();
+    EXPECT_EQ(worker->stop(SIGTERM), 0);
+    // The first attempt ended when the job was claimed again, not after its whole 3 s.
+    std::ifstream in(worker->log());
+    int first_runs = 0;
+    for (std::string line; std::getline(in, line);) {
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (!j.is_object() || j.value("msg", "") != "job finished" || j.value("job", "") != id ||
+            j.value("attempt", 0) != 1) {
+            continue;
+        }
+        ++first_runs;
+        EXPECT_LT(j.value("ms", 0), 2000) << line;
+        EXPECT_NE(j.value("outcome", ""), "completed") << line;
+    }
+    EXPECT_EQ(first_runs, 1);
 }
 
 }  // namespace
