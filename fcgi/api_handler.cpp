@@ -45,8 +45,8 @@ http::Response ApiHandler::handle(http::Request& request) {
 }
 
 http::Response ApiHandler::health() {
-    auto ping = session_.run_twice_if_lost([](db::Connection& conn) { return conn.ping(); });
-    if (!ping) return http::problem(ping.error(), {{"database", "unavailable"}});
+    auto checked = session_.checked();
+    if (!checked) return http::problem(checked.error(), {{"database", "unavailable"}});
     return http::json_response(200, {{"status", "ok"}, {"database", "ok"}});
 }
 

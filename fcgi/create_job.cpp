@@ -298,14 +298,6 @@ std::string request_fingerprint(const jobs::NewJob& job) {
     return h.finish_hex();
 }
 
-// The session's connection, checked with a ping and replaced if it is gone.
-Result<db::Connection*> live_connection(db::Session& session) {
-    return session.run_twice_if_lost([](db::Connection& conn) -> Result<db::Connection*> {
-        if (auto r = conn.ping(); !r) return std::unexpected(r.error());
-        return &conn;
-    });
-}
-
 // The response for a key seen before: the original job (200) or a mismatch (422).
 Result<http::Response> replay(Context& ctx, const jobs::IdempotencyRecord& record,
                               const std::string& fingerprint) {
@@ -380,7 +372,7 @@ Result<http::Response> create_job(Context& ctx, http::Request& request) {
     // wait_timeout) is found out only when used: after the files were published, leaving them
     // without a row. Check it first, taking a fresh one if it is gone, so that from here on a
     // 503 means the database is down.
-    auto conn = staging ? live_connection(ctx.db) : ctx.db.get();
+    auto conn = staging ? ctx.db.checked() : ctx.db.get();
     if (!conn) return std::unexpected(conn.error());
     db::Connection& db = **conn;
 

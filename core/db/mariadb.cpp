@@ -313,6 +313,13 @@ Result<Connection*> Session::get() {
     return connection_.get();
 }
 
+Result<Connection*> Session::checked() {
+    return run_twice_if_lost([](Connection& conn) -> Result<Connection*> {
+        if (auto r = conn.ping(); !r) return std::unexpected(r.error());
+        return &conn;
+    });
+}
+
 void Session::note(const Error& error) {
     if (error.code == ErrorCode::unavailable) connection_.reset();
 }

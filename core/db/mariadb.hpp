@@ -121,6 +121,9 @@ class Session final {
     // connection is kept only if the schema is as new as this code needs
     // (check_schema_version).
     [[nodiscard]] Result<Connection*> get();
+    // The live connection as get() gives it, then checked with a ping (a round trip) and
+    // replaced once if it is gone: for work that follows a long wait, and for /health.
+    [[nodiscard]] Result<Connection*> checked();
     // Drops the connection if `error` says it is gone, so the next get() reconnects.
     void note(const Error& error);
 

@@ -53,14 +53,17 @@ auto in_transaction(db::Connection& conn, Body&& body) -> decltype(body()) {
     }
 }
 
-// A running job back to pending as if never claimed: the attempt is not counted. One whose
-// cancel was asked for (and acknowledged) while it ran ends cancelled instead: back in the
-// queue it would run again, and no worker looks at the flag of a pending job.
-constexpr std::string_view hand_back_to_queue =
+// A running job back to pending, no longer anyone's. One whose cancel was asked for (and
+// acknowledged) while it ran ends cancelled instead: back in the queue it would run again, and
+// no worker looks at the flag of a pending job.
+constexpr std::string_view back_to_queue =
     "status = IF(cancel_requested, 'cancelled', 'pending'), "
-    "finished_at = IF(cancel_requested, NOW(3), finished_at), "
-    "attempts = GREATEST(attempts, 1) - 1, progress = 0, step = NULL, "
+    "finished_at = IF(cancel_requested, NOW(3), finished_at), progress = 0, step = NULL, "
     "worker = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = NOW(3)";
+
+// back_to_queue as if never claimed: the attempt is not counted.
+const std::string hand_back_to_queue =
+    fmt::format("{}, attempts = GREATEST(attempts, 1) - 1", back_to_queue);
 
 // What a claim reads of each job, then the claim order's keys: priority (7) and run_at (8).
 constexpr std::string_view claim_columns =
@@ -218,14 +221,13 @@ Result<bool> record_failure(db::Connection& conn, const Outcome& o, std::string_
     // (with the attempt's error kept), never back in the queue to run again. The worker checks
     // for cancels every half second, so a short attempt can fail before it sees one.
     if (!o.permanent && o.attempt < o.max_attempts) {
+        static const std::string retry_sql = fmt::format(
+            "UPDATE jobs SET {}, error = ?, "
+            "run_at = IF(cancel_requested, run_at, NOW(3) + INTERVAL ? MICROSECOND) "
+            "WHERE seq = ? AND lease_token = ? AND status = 'running'",
+            back_to_queue);
         affected = conn.execute(
-            "UPDATE jobs SET status = IF(cancel_requested, 'cancelled', 'pending'), error = ?, "
-            "progress = 0, step = NULL, worker = NULL, lease_token = NULL, "
-            "lease_expires_at = NULL, "
-            "finished_at = IF(cancel_requested, NOW(3), finished_at), "
-            "run_at = IF(cancel_requested, run_at, NOW(3) + INTERVAL ? MICROSECOND), "
-            "updated_at = NOW(3) WHERE seq = ? AND lease_token = ? AND status = 'running'",
-            {error, std::int64_t{o.retry_delay.count() * 1000}, seq, o.lease_token});
+            retry_sql, {error, std::int64_t{o.retry_delay.count() * 1000}, seq, o.lease_token});
     } else {
         affected = conn.execute(
             "UPDATE jobs SET status = IF(cancel_requested, 'cancelled', 'failed'), error = ?, "
