@@ -375,8 +375,13 @@ Result<Staged> run_noop(const jobs::ClaimedJob& job, RunningJob& running) {
 
 jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& running) {
     const auto& job = running.job();
+    // A claimed job has no results: a results/{job}/ here was published by an earlier attempt
+    // whose completion never committed (its lease ran out first). Left, it would hold files
+    // without rows until the job is purged.
     Result<Staged> result = Staged{};
-    if (def == nullptr) {
+    if (auto cleared = storage_.remove_dir(storage::Area::results, job.id); !cleared) {
+        result = std::unexpected(cleared.error());
+    } else if (def == nullptr) {
         result = fail(ErrorCode::config, "this worker has no converter named " + job.type);
     } else if (def->run.builtin == "noop") {
         result = run_noop(job, running);
@@ -408,7 +413,13 @@ jobs::Outcome JobRunner::run(const converters::Definition* def, RunningJob& runn
     jobs::Outcome outcome = jobs::outcome_of(job, jobs::Outcome::Kind::completed);
     outcome.results = std::move(result->results);
     if (auto staging = result->staging) {
-        outcome.publish = [staging] { return staging->commit(); };
+        outcome.publish = [staging] {
+            auto published = staging->commit();
+            // Renamed into results/ but not made durable: the completion is recorded as a
+            // failure, so the files must not stay behind without rows.
+            if (!published) staging->discard_committed();
+            return published;
+        };
     }
     return outcome;
 }

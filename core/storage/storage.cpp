@@ -223,11 +223,18 @@ std::string Storage::accel_uri(Area area, std::string_view job, std::string_view
            percent_encode(name);
 }
 
+Result<> Storage::remove_dir(Area area, std::string_view job) const {
+    std::error_code ec;
+    fs::remove_all(root_ / to_string(area) / job, ec);
+    if (ec)
+        return fail_errno("remove_all(" + (root_ / to_string(area) / job).string() + ")",
+                          ec.value());
+    return {};
+}
+
 Result<> Storage::remove_job(std::string_view job) const {
     for (Area area : {Area::sources, Area::results, Area::logs}) {
-        std::error_code ec;
-        fs::remove_all(root_ / to_string(area) / job, ec);
-        if (ec) return fail_errno("remove_all", ec.value());
+        if (auto r = remove_dir(area, job); !r) return r;
     }
     return {};
 }

@@ -107,6 +107,8 @@ class Storage final {
 
     // Removes area/{job}/ for every area (idempotent).
     [[nodiscard]] Result<> remove_job(std::string_view job) const;
+    // area/{job}/ and what it holds, if it exists.
+    [[nodiscard]] Result<> remove_dir(Area area, std::string_view job) const;
 
     [[nodiscard]] const std::filesystem::path& root() const { return root_; }
 

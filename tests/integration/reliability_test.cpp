@@ -125,6 +125,35 @@ TEST_F(Reliability, AFailingJobIsRetriedWithBackoffThenFailsForGood) {
     EXPECT_NE(job["error"].get<std::string>().find("asked to fail"), std::string::npos);
 }
 
+// A completion whose COMMIT never happened (its worker lost the lease during a database outage)
+// can leave results/{job}/ published without rows; the next attempt removes it, so a job that
+// then fails keeps no result files that nothing lists.
+TEST_F(Reliability, ResultFilesLeftByAnAttemptThatNeverCompletedAreRemovedWhenTheJobRunsAgain) {
+    const auto id = create_json(R"({"type":"test.noop","params":{"fail":true}})");
+    const auto leftover = stack.config.storage_root / "results" / id / "thumb.png";
+    bool placed = false;
+    nlohmann::json job;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!placed && std::chrono::steady_clock::now() < deadline) {
+        job = client.get("/api/v1/jobs/" + id).json();
+        if (job["status"] != "pending" || job["attempts"] != 1) {
+            std::this_thread::sleep_for(5ms);
+            continue;
+        }
+        std::filesystem::create_directories(leftover.parent_path());
+        std::ofstream(leftover) << "published by an attempt whose completion was lost";
+        // Still waiting for attempt 2 after the file exists: that attempt must see it.
+        job = client.get("/api/v1/jobs/" + id).json();
+        placed = job["status"] == "pending" && job["attempts"] == 1;
+    }
+    ASSERT_TRUE(placed) << "never saw the job waiting between attempts: " << job.dump();
+    job = wait_for_status(id, "failed", 30s);
+    EXPECT_EQ(job["status"], "failed") << job.dump();
+    EXPECT_TRUE(job["results"].empty()) << job.dump();
+    EXPECT_FALSE(std::filesystem::exists(leftover.parent_path()))
+        << leftover << " outlived the attempts that followed it";
+}
+
 TEST_F(Reliability, RetryPutsAFailedJobBackWithFreshAttemptsAndOtherStatesAre409) {
     const auto id = create_json(R"({"type":"test.fail"})");
     ASSERT_EQ(wait_for_status(id, "failed")["status"], "failed");
