@@ -30,6 +30,14 @@ log "$FAULTS_NAME: creating $JOBS jobs"
 long=$((JOBS / 5))
 start_posting 3 $((JOBS - long)) "$FAULTS_OUT/short" -H 'Content-Type: application/json' \
     --data '{"type":"test.controlled","params":{"sleep_ms":150}}'
+# The long jobs come last, so that slots are still busy when the last job is created: posted
+# alongside the short ones, they could all be over before slow short posters (a loaded CI
+# host) were done, and the workers would never be seen busy.
+deadline=$(($(now_us) + 120 * 1000000))
+until posters_done; do
+    (($(now_us) < deadline)) || die "creating the short jobs took over 120 s"
+    sleep 0.1
+done
 start_posting 1 "$long" "$FAULTS_OUT/long" -H 'Content-Type: application/json' \
     --data '{"type":"test.controlled","params":{"sleep_ms":3000}}'
 
