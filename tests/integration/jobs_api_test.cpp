@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "core/storage/storage.hpp"
@@ -212,20 +213,27 @@ TEST_F(JobsApi, ListRejectsBadFilters) {
 }
 
 TEST_F(JobsApi, PositionInQueueCountsJobsThatRunFirst) {
-    auto batch = client.post_multipart(
-        "/api/v1/jobs",
-        {{"type", "image.thumbnails"}, {"priority", "batch"}, {"file", "", media::png()}});
-    ASSERT_EQ(batch.status, 201) << batch.body;
-    auto premium = client.post_multipart(
-        "/api/v1/jobs",
-        {{"type", "image.thumbnails"}, {"priority", "premium"}, {"file", "", media::png()}});
-    ASSERT_EQ(premium.status, 201) << premium.body;
-    // The later premium job runs before the earlier batch job, so the batch job's position
-    // is larger than the premium job's.
-    auto b = client.get("/api/v1/jobs/" + batch.json()["id"].get<std::string>()).json();
-    auto p = client.get("/api/v1/jobs/" + premium.json()["id"].get<std::string>()).json();
-    if (b["status"] == "pending" && p["status"] == "pending") {
-        EXPECT_GT(b["position_in_queue"].get<int>(), p["position_in_queue"].get<int>());
+    // test.controlled jobs stay pending (only workers that a queue test starts run them), so
+    // the positions are read while all three wait. Created batch, standard, premium: they run
+    // premium, standard, batch, and each has the ones that run before it ahead of it.
+    std::map<std::string, std::string> ids;
+    for (const char* priority : {"batch", "standard", "premium"}) {
+        auto r = client.post_json(
+            "/api/v1/jobs",
+            nlohmann::json{{"type", "test.controlled"}, {"priority", priority}}.dump());
+        ASSERT_EQ(r.status, 201) << r.body;
+        ids[priority] = r.json()["id"];
+    }
+    std::map<std::string, int> position;
+    for (const auto& [priority, id] : ids) {
+        auto job = client.get("/api/v1/jobs/" + id).json();
+        ASSERT_EQ(job["status"], "pending") << job.dump();
+        position[priority] = job["position_in_queue"].get<int>();
+    }
+    EXPECT_GE(position["standard"], position["premium"] + 1);
+    EXPECT_GE(position["batch"], position["standard"] + 1);
+    for (const auto& [priority, id] : ids) {
+        EXPECT_EQ(client.post_json("/api/v1/jobs/" + id + "/cancel", "").status, 200);
     }
 }
 

@@ -5,8 +5,10 @@
 #include <signal.h>
 
 #include <fstream>
+#include <map>
 #include <thread>
 
+#include "core/db/mariadb.hpp"
 #include "core/util/crypto.hpp"
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/jobs.hpp"
@@ -76,6 +78,9 @@ TEST_F(Reliability, CancellingARunningJobKillsItWithinTwoSeconds) {
     EXPECT_EQ(job["status"], "cancelled") << job.dump();
     EXPECT_LT(took, 2s) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
     EXPECT_TRUE(job["results"].empty());
+    // Stopped as a cancel, not handed back (which would uncount the attempt).
+    EXPECT_EQ(job["attempts"], 1) << job.dump();
+    EXPECT_FALSE(job["finished_at"].is_null()) << job.dump();
 }
 
 // A cancel acknowledged while the attempt runs wins over that attempt's failure: the job ends
@@ -103,17 +108,20 @@ TEST_F(Reliability, ACancelledJobWhoseAttemptFailsIsCancelledNotRetried) {
 }
 
 TEST_F(Reliability, AFailingJobIsRetriedWithBackoffThenFailsForGood) {
-    // test.noop allows 3 attempts; fail=true fails each one.
+    // test.noop allows 3 attempts; fail=true fails each one. The back-off after attempt n is
+    // 2 s x 2^(n-1), with +-20 % jitter: the wait shows as next_attempt_at - updated_at (both
+    // set by the same UPDATE) while the job is pending between attempts.
     const auto id = create_json(R"({"type":"test.noop","params":{"fail":true}})");
-    bool saw_backoff = false;
+    std::map<int, std::int64_t> backoff_ms;  // by the attempt that failed
     nlohmann::json job;
     const auto deadline = std::chrono::steady_clock::now() + 30s;
     while (std::chrono::steady_clock::now() < deadline) {
         job = client.get("/api/v1/jobs/" + id).json();
         if (job["status"] == "pending" && job["attempts"].get<int>() >= 1) {
-            saw_backoff = saw_backoff || (!job["next_attempt_at"].is_null() &&
-                                          job["error"].get<std::string>().find("asked to fail") !=
-                                              std::string::npos);
+            EXPECT_NE(job["error"].get<std::string>().find("asked to fail"), std::string::npos)
+                << job.dump();
+            backoff_ms[job["attempts"].get<int>()] =
+                rfc3339_ms(job["next_attempt_at"]) - rfc3339_ms(job["updated_at"]);
         }
         if (job["status"] == "failed") break;
         std::this_thread::sleep_for(50ms);
@@ -121,8 +129,13 @@ TEST_F(Reliability, AFailingJobIsRetriedWithBackoffThenFailsForGood) {
     EXPECT_EQ(job["status"], "failed") << job.dump();
     EXPECT_EQ(job["attempts"], 3);
     EXPECT_EQ(job["max_attempts"], 3);
-    EXPECT_TRUE(saw_backoff) << "a failed attempt waits as pending with next_attempt_at";
+    EXPECT_TRUE(job["next_attempt_at"].is_null()) << job.dump();
     EXPECT_NE(job["error"].get<std::string>().find("asked to fail"), std::string::npos);
+    ASSERT_EQ(backoff_ms.size(), 2u) << "never saw the job waiting between attempts";
+    EXPECT_GE(backoff_ms[1], 1600);
+    EXPECT_LE(backoff_ms[1], 2400);
+    EXPECT_GE(backoff_ms[2], 3200);
+    EXPECT_LE(backoff_ms[2], 4800);
 }
 
 // A completion whose COMMIT never happened (its worker lost the lease during a database outage)
@@ -282,6 +295,35 @@ TEST_F(Reliability, AJobOfAWorkerKilledWithSigkillCompletesOnAnotherWorker) {
     EXPECT_EQ(job["status"], "cancelled") << job.dump();
     EXPECT_EQ(job["attempts"], 2) << "the killed attempt counts";
     EXPECT_LT(std::chrono::steady_clock::now() - started, 15s);
+}
+
+// A worker killed during a job's last attempt: when its lease expires the reaper fails the job
+// with the reason, instead of queueing an attempt past max_attempts.
+TEST_F(Reliability, AJobWhoseLastAttemptLosesItsLeaseFailsWithTheReason) {
+    const auto id = create_json(R"({"type":"test.controlled","params":{"sleep_ms":60000}})");
+    {
+        // Two attempts already spent (no worker runs test.controlled yet, so it is pending).
+        auto conn = db::Connection::open(stack.config.database);
+        ASSERT_TRUE(conn) << conn.error().describe();
+        auto spent = (*conn)->execute(
+            "UPDATE jobs SET attempts = max_attempts - 1 WHERE id = ? AND status = 'pending'",
+            {id});
+        ASSERT_TRUE(spent && *spent == 1) << "the job was not pending";
+    }
+    auto doomed = start_worker("doomed-last", 2);
+    auto job = wait_for_status(id, "running");
+    ASSERT_EQ(job["status"], "running") << job.dump();
+    ASSERT_EQ(job["attempts"], job["max_attempts"]) << job.dump();
+    doomed->stop(SIGKILL);
+    // Any worker's reaper may act; this one is sure to run for test.controlled.
+    auto reaper = start_worker("reaper-last", 2);
+    job = wait_for_status(id, "failed", 15s);
+    EXPECT_EQ(job["status"], "failed") << job.dump();
+    EXPECT_EQ(job["attempts"], job["max_attempts"]) << job.dump();
+    EXPECT_NE(job["error"].get<std::string>().find("lease expired"), std::string::npos)
+        << job.dump();
+    EXPECT_FALSE(job["finished_at"].is_null()) << job.dump();
+    EXPECT_TRUE(job["next_attempt_at"].is_null()) << job.dump();
 }
 
 TEST_F(Reliability, PurgeDeletesOldJobsWithTheirFilesKeepsTheNewestFailedAndSweepsOrphans) {

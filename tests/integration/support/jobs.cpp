@@ -1,5 +1,8 @@
 #include "tests/integration/support/jobs.hpp"
 
+#include <cstdio>
+#include <ctime>
+#include <stdexcept>
 #include <thread>
 
 #include "tests/integration/support/stack.hpp"
@@ -25,6 +28,21 @@ Watched watch_job(const Client& client, const std::string& id, std::chrono::mill
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return w;
+}
+
+std::int64_t rfc3339_ms(const nlohmann::json& time) {
+    const std::string text = time.is_string() ? time.get<std::string>() : time.dump();
+    std::tm tm{};
+    int ms = 0;
+    char zone = 0;
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &tm.tm_year, &tm.tm_mon,
+                    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &zone) != 8 ||
+        zone != 'Z') {
+        throw std::runtime_error("not an API time: " + text);
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return std::int64_t{::timegm(&tm)} * 1000 + ms;
 }
 
 nlohmann::json probe(const std::string& path) {

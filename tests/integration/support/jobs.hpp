@@ -2,6 +2,7 @@
 // Following jobs from a test: poll until a job settles, recording the progress seen on the way.
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,10 @@ struct Watched {
 // `timeout` passes (then job holds the last state, whatever it is).
 Watched watch_job(const Client& client, const std::string& id,
                   std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
+// Milliseconds since the epoch of an API time ("2026-11-25T14:45:02.540Z"); throws on another
+// form.
+std::int64_t rfc3339_ms(const nlohmann::json& time);
 
 // ffprobe's JSON (streams and format) for a file.
 nlohmann::json probe(const std::string& path);
