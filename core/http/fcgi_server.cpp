@@ -6,9 +6,11 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -132,17 +134,66 @@ void write_response(FCGX_Request& req, const Response& response) {
     }
 }
 
+bool set_receive_timeout(int fd, std::chrono::microseconds timeout) {
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(timeout.count() / 1000000);
+    tv.tv_usec = static_cast<suseconds_t>(timeout.count() % 1000000);
+    return ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0;
+}
+
+// Reads and drops the rest of a body that the handler refused before reading it all, up to the
+// empty record that ends it: at most `max_bytes`, and only what arrives within `patience`
+// (each read is bounded by a receive timeout, so a rest still on its way does not hold this
+// thread: libfcgi then fails the stream and the connection is closed).
+bool discard_rest_of_body(FCGX_Request& req, std::uint64_t max_bytes,
+                          std::chrono::milliseconds patience) {
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + patience;
+    char buffer[16384];
+    std::uint64_t dropped = 0;
+    bool ended = false;
+    while (!ended) {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
+        if (left.count() <= 0 || !set_receive_timeout(req.ipcFd, left)) return false;
+        const int n = FCGX_GetStr(buffer, sizeof buffer, req.in);
+        if (n <= 0) {
+            ended = true;
+        } else if ((dropped += static_cast<std::uint64_t>(n)) > max_bytes) {
+            return false;
+        }
+    }
+    // Back to blocking reads for the next request's body.
+    return FCGX_HasSeenEOF(req.in) == EOF && FCGX_GetError(req.in) == 0 &&
+           set_receive_timeout(req.ipcFd, std::chrono::microseconds{0});
+}
+
 // A connection may carry the next request only when this one's stdin was read to its end
-// record: bytes left unread would be taken for the next request's records. A body the handler
-// refused part-way is not drained (it may be gigabytes): the connection is closed instead, and
-// nginx, which has not sent the whole body, does not pool it either.
+// record: bytes left unread would be taken for the next request's records. nginx pools a
+// connection once it has sent the whole body, whatever kiln-api read of it, and the next
+// request on a connection kiln-api closed fails (a POST is not retried: its client gets 503).
+// So the rest of a refused body is read and dropped when it is small and already there (a 401
+// before a small upload's body is read); a large one (a 413 for 2 GB) is not drained: the
+// connection is closed, and nginx, which has not sent that whole body, does not pool it.
 bool ready_for_next_request(FCGX_Request& req, const Request& request, const FcgiBodyReader& body) {
-    if (req.keepConnection == 0) return false;
-    // (A chunked body has no length to compare with: the probe below finds what is left.)
-    if (request.content_length && body.consumed() != *request.content_length) return false;
-    char probe;
-    // At the end of the body this reads only the empty stdin record nginx sends after it.
-    return FCGX_GetStr(&probe, 1, req.in) == 0 && body.complete();
+    constexpr std::uint64_t max_rest = std::uint64_t{1} << 20;
+    constexpr auto patience = std::chrono::milliseconds(100);
+    if (req.keepConnection == 0 || body.too_slow()) return false;
+    if (body.complete()) return true;  // the body, chunked or not, was read to its end record
+    // A request with neither Content-Length nor a chunked body has none.
+    const std::uint64_t declared = request.content_length.value_or(0);
+    if (!request.chunked && body.consumed() == declared) {
+        // All of it was read: what follows is the empty record that ends it, which nginx sends
+        // right after the body's last bytes.
+        char probe;
+        return FCGX_GetStr(&probe, 1, req.in) == 0 && body.complete();
+    }
+    if (!request.chunked && (body.consumed() > declared || declared - body.consumed() > max_rest)) {
+        return false;
+    }
+    // The response is complete: let nginx pass it on while the rest of the body is read.
+    FCGX_FFlush(req.out);
+    return discard_rest_of_body(req, max_rest, patience);
 }
 
 constexpr std::uint32_t watch_flags = EPOLLIN | EPOLLONESHOT;

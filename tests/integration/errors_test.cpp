@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 #include <vector>
 
 #include "core/util/crypto.hpp"
@@ -63,6 +65,27 @@ TEST_F(Errors, RevokedTokenIs401AtOnce) {
     auto r = c.get(job);
     EXPECT_EQ(r.status, 401);
     EXPECT_EQ(r.code(), "unauthorized");
+}
+
+// A request refused before its body was read must not break the next request nginx sends on
+// the same pooled connection: nginx does not retry a POST, so its client would get a 503.
+TEST_F(Errors, AnUploadRefusedBeforeItsBodyLeavesTheNextPostServed) {
+    const Client stranger = client.with_token("kiln_not-a-real-token");
+    std::atomic<int> unserved = 0;
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 4; ++t) {
+        clients.emplace_back([&] {
+            for (int i = 0; i < 100; ++i) {
+                auto refused = stranger.post_multipart(
+                    "/api/v1/jobs", {{"type", "image.thumbnails"}, {"file", "", media::png()}});
+                if (refused.status != 401) ++unserved;
+                auto next = client.post_json("/api/v1/jobs/AAAAAAAAAAAAAAAAAAAAAAAAAA/cancel", "");
+                if (next.status != 404) ++unserved;
+            }
+        });
+    }
+    for (auto& c : clients) c.join();
+    EXPECT_EQ(unserved.load(), 0);
 }
 
 TEST_F(Errors, AnUnknownTokenIs401ForAJobThatExistsOrNot) {

@@ -124,6 +124,33 @@ TEST_F(PooledConnections, BodyNotReadToItsEndClosesTheConnection) {
     EXPECT_TRUE(conn.closed_by_server());
 }
 
+// nginx pools a connection once it has sent the whole body, whatever kiln-api read of it. A small
+// body refused before it was read (a 401) is read to its end and dropped, so the connection
+// carries the next request; closed, it would fail the POST nginx sends on it next.
+TEST_F(PooledConnections, ASmallBodyRefusedUnreadKeepsTheConnection) {
+    auto params = fcgi_params("POST", "/api/v1/jobs", "kiln_not_a_token");
+    params.emplace_back("CONTENT_TYPE", "multipart/form-data; boundary=x");
+    FcgiConnection conn(socket_);
+    conn.send(params, std::string(20000, 'a'));
+    FcgiReply refused = conn.receive();
+    EXPECT_TRUE(is_status(refused, 401)) << refused.stdout_data;
+    conn.send(fcgi_params("GET", "/health"));
+    FcgiReply next = conn.receive();
+    EXPECT_TRUE(is_status(next, 200)) << next.stdout_data;
+    EXPECT_FALSE(conn.closed_by_server(std::chrono::milliseconds(200)));
+}
+
+// A refused body whose rest is not there yet is not waited for (it could trickle in for
+// minutes): the connection is closed within a moment instead.
+TEST_F(PooledConnections, ARefusedBodyStillOnItsWayClosesTheConnection) {
+    auto params = fcgi_params("POST", "/api/v1/jobs", "kiln_not_a_token");
+    params.emplace_back("CONTENT_TYPE", "multipart/form-data; boundary=x");
+    FcgiConnection conn(socket_);
+    conn.send(params, std::string(100, 'a'), 200);
+    EXPECT_TRUE(is_status(conn.receive(), 401));
+    EXPECT_TRUE(conn.closed_by_server(std::chrono::seconds(2)));
+}
+
 // SIGTERM while an upload is half sent: kiln-api finishes that request (the job is created),
 // serves no new one, and exits cleanly.
 TEST_F(PooledConnections, SigtermLetsTheUploadInProgressFinish) {
