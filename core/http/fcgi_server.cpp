@@ -279,7 +279,8 @@ FcgiServer::FcgiServer(int fd, std::string owned_path, util::UniqueFd epoll_fd,
 FcgiServer::~FcgiServer() {
     if (!owned_path_.empty()) {
         ::close(listen_fd_);
-        ::unlink(owned_path_.c_str());
+        // Removed by stop() already, the path may be a newer kiln-api's by now.
+        if (!path_removed_.load()) ::unlink(owned_path_.c_str());
     }
 }
 
@@ -329,7 +330,11 @@ int FcgiServer::next_connection() {
         const int n = ::epoll_wait(epoll_fd_.get(), &ev, 1, -1);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 || ev.data.fd == stop_fd_.get()) return -1;
-        if (ev.data.fd != listen_fd_) return ev.data.fd;  // a connection with a request
+        if (ev.data.fd != listen_fd_) {  // a connection with a request
+            std::lock_guard lock(idle_mutex_);
+            idle_.erase(ev.data.fd);
+            return ev.data.fd;
+        }
         accept_pending();
     }
 }
@@ -345,13 +350,14 @@ void FcgiServer::accept_pending() {
             accept_errno = errno;
             break;
         }
-        if (!watch(epoll_fd_.get(), fd, false)) ::close(fd);
+        if (!watch_idle(fd, false)) ::close(fd);
     }
     if (accept_errno == EMFILE || accept_errno == ENFILE) {
         // Out of descriptors: re-arming at once would spin. Back off a little.
         log::warning("accept failed", {{"error", std::strerror(accept_errno)}});
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
+    if (stopping_.load()) return;  // stop() took the listening socket out of the set
     if (!watch(epoll_fd_.get(), listen_fd_, true)) {
         log::error("cannot watch the listening socket: no new connection will be accepted",
                    {{"error", std::strerror(errno)}});
@@ -412,13 +418,40 @@ void FcgiServer::serve(FCGX_Request& req, Request& request, ThreadHandler& handl
     if (req.ipcFd >= 0) {
         // nginx pools the connection (fastcgi_keep_conn): its next request is waited for in the
         // epoll set, not by blocking this thread on it.
-        if (!watch(epoll_fd_.get(), req.ipcFd, true)) ::close(req.ipcFd);
+        if (!watch_idle(req.ipcFd, true)) ::close(req.ipcFd);
         req.ipcFd = -1;
     }
 }
 
+bool FcgiServer::watch_idle(int fd, bool registered) {
+    std::lock_guard lock(idle_mutex_);
+    if (stopping_.load()) return false;
+    // Listed before it is armed: once armed, another thread may take it at once.
+    idle_.insert(fd);
+    if (watch(epoll_fd_.get(), fd, registered)) return true;
+    idle_.erase(fd);
+    return false;
+}
+
 void FcgiServer::stop() {
-    stopping_.store(true);
+    {
+        std::lock_guard lock(idle_mutex_);
+        stopping_.store(true);
+        // Shut down, not closed: a thread may have just taken one from epoll (it then reads
+        // EOF and closes it), and a closed number could be reused under it.
+        for (int fd : idle_) ::shutdown(fd, SHUT_RDWR);
+        idle_.clear();
+    }
+    ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, listen_fd_, nullptr);
+    if (!owned_path_.empty()) {
+        // New connections now fail at once (nginx answers 503 with Retry-After), and those
+        // already waiting to be accepted are closed rather than left until the exit.
+        ::unlink(owned_path_.c_str());
+        path_removed_.store(true);
+        for (int fd; (fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) {
+            ::close(fd);
+        }
+    }
     const std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(stop_fd_.get(), &one, sizeof one);
 }

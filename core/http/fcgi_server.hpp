@@ -10,7 +10,9 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_set>
 
 #include "core/http/request.hpp"
 #include "core/http/response.hpp"
@@ -44,7 +46,10 @@ class FcgiServer final {
                  const std::function<Result<std::unique_ptr<ThreadHandler>>()>& make_handler);
 
     // Thread-safe (called from the signal-handling thread). No new request is read; requests in
-    // progress and uploads already handed over complete, and their connections close.
+    // progress and uploads already handed over complete, and their connections close. Idle
+    // pooled connections close at once and a socket path of its own is removed, so nginx answers
+    // requests that come meanwhile with 503 instead of leaving them waiting for the exit. (A
+    // socket from systemd stays open: its connections wait for the next kiln-api.)
     void stop();
 
   private:
@@ -59,11 +64,20 @@ class FcgiServer final {
     int next_connection();
     // Takes every connection waiting on the listening socket into the epoll set.
     void accept_pending();
+    // Waits for the next request on `fd` in the epoll set (re-armed when `registered`), as an
+    // idle connection that stop() closes. False when it cannot, or stop() was called: the
+    // caller closes it.
+    bool watch_idle(int fd, bool registered);
     int listen_fd_;
     std::string owned_path_;  // removed on destruction when we created it
     util::UniqueFd epoll_fd_;
     util::UniqueFd stop_fd_;  // an eventfd, set by stop()
     std::atomic<bool> stopping_{false};
+    std::atomic<bool> path_removed_{false};  // by stop()
+
+    // Connections waiting in the epoll set for their next request.
+    std::mutex idle_mutex_;
+    std::unordered_set<int> idle_;
 
     // Requests with a body, from their hand-over to the end of their answer.
     util::WorkQueue<std::unique_ptr<AcceptedRequest>> uploads_;
