@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@ struct ExecPlan {
     int stdout_fd = -1;
     int stderr_fd = -1;
     int report_fd = -1;
+    pid_t parent = -1;  // the daemon: the child is killed when it dies
     std::array<LimitSetting, 4> limits{};
     std::size_t limit_count = 0;
 };
@@ -65,6 +67,11 @@ bool move_fd(int from, int to) noexcept {
 // Runs in the forked child: async-signal-safe calls only (no allocation, no locks).
 [[noreturn]] void exec_child(const ExecPlan& plan) noexcept {
     ::setpgid(0, 0);
+    // A daemon killed with SIGKILL cannot stop its converters: without this one would run on
+    // beside the job's next attempt. (Under systemd the unit's cgroup is killed too; this covers
+    // daemons started otherwise. Only this process gets the signal, not programs it starts.)
+    // Checked after setting: the parent may have died before.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != plan.parent) ::_exit(127);
 
     // The parent blocked every signal around fork, so no inherited handler can run here. Ignored
     // signals survive execve, so reset them too (SIGPIPE above all), then unblock everything.
@@ -259,6 +266,7 @@ Result<RunningChild> start_child(const ChildSpec& spec) {
     envp.push_back(nullptr);
 
     ExecPlan plan;
+    plan.parent = ::getpid();
     plan.path = program->c_str();
     plan.argv = argv.data();
     plan.envp = envp.data();

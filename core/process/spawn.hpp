@@ -1,7 +1,8 @@
 #pragma once
 // Starting a converter's process: the program looked up in the child's PATH, an argument vector
 // (never a shell), its own process group, stdin on /dev/null, stdout and stderr on pipes, and
-// resource limits. A failure before or in execve comes back as an error naming the step.
+// resource limits, and SIGKILL when the daemon dies. A failure before or in execve comes back
+// as an error naming the step.
 // Internal to core/process; run_child (child.cpp) supervises what this starts.
 
 #include <signal.h>

@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "core/db/mariadb.hpp"
@@ -324,6 +325,60 @@ TEST_F(Reliability, AJobWhoseLastAttemptLosesItsLeaseFailsWithTheReason) {
         << job.dump();
     EXPECT_FALSE(job["finished_at"].is_null()) << job.dump();
     EXPECT_TRUE(job["next_attempt_at"].is_null()) << job.dump();
+}
+
+// A process as /proc/PID/stat shows it.
+struct ProcessState {
+    bool exists = false;
+    char state = '?';  // 'Z': a zombie, dead but not yet reaped
+    int ppid = 0;
+};
+
+ProcessState process_state(int pid) {
+    ProcessState out;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    if (!std::getline(in, stat)) return out;
+    const auto after_name = stat.rfind(')');  // the name may hold spaces and parentheses
+    if (after_name == std::string::npos) return out;
+    std::istringstream rest(stat.substr(after_name + 1));
+    out.exists = static_cast<bool>(rest >> out.state >> out.ppid);
+    return out;
+}
+
+// A worker killed with SIGKILL cannot stop its converters; they die with it instead of running on
+// beside the job's next attempt.
+TEST_F(Reliability, AConverterDiesWithItsWorkerKilledWithSigkill) {
+    SpawnedProcess worker(
+        {worker_binary().string(), "--config", stack.config_path.string(), "--types", "test.hold",
+         "--slots", "1", "--name", "holder", "--lease-seconds", "2"},
+        scratch_dir() / "holder.log");
+    const auto id = create_json(R"({"type":"test.hold","params":{"seconds":77}})");
+    ASSERT_EQ(wait_for_status(id, "running")["status"], "running");
+    int converter = -1;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (converter < 0 && std::chrono::steady_clock::now() < deadline) {
+        for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+            const std::string name = entry.path().filename();
+            if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+            if (process_state(std::stoi(name)).ppid == worker.pid() &&
+                read_file(entry.path() / "cmdline") == std::string("sleep\0"
+                                                                   "77\0",
+                                                                   9)) {
+                converter = std::stoi(name);
+            }
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_GT(converter, 0) << "no sleep 77 under the worker";
+    worker.stop(SIGKILL);
+    auto alive = [&] {
+        const auto p = process_state(converter);
+        return p.exists && p.state != 'Z';
+    };
+    for (int i = 0; i < 100 && alive(); ++i) std::this_thread::sleep_for(20ms);
+    EXPECT_FALSE(alive()) << "the converter outlived its worker";
+    client.post_json("/api/v1/jobs/" + id + "/cancel", "");  // its lease ends it cancelled
 }
 
 TEST_F(Reliability, PurgeDeletesOldJobsWithTheirFilesKeepsTheNewestFailedAndSweepsOrphans) {
