@@ -398,8 +398,18 @@ wait_for_health() {
     done
 }
 
+# Fails when something already listens on nginx's port: its answers to the health check would
+# pass for ours while our nginx failed to bind.
+check_port_free() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$KILN_PORT") 2>/dev/null; then
+        die "port $KILN_PORT on 127.0.0.1 is in use by another program: stop it, or choose another port with KILN_PORT"
+    fi
+}
+
 # The whole stack, in dependency order. Arguments: the converter directories of the config.
 start_stack() {
+    [[ ${KILN_WORKERS:-2} =~ ^[0-9]+$ ]] || die "KILN_WORKERS must be a number, not '$KILN_WORKERS'"
+    check_port_free
     prepare_var
     write_kiln_config "$@"
     write_nginx_config
