@@ -19,6 +19,8 @@ constexpr std::string_view default_migrations_dir = "/usr/share/kiln/sql";
 
 int report(const kiln::Error& error) {
     std::cerr << "kilnctl: " << error.describe() << "\n";
+    // As kiln-api and kiln-worker: a config that cannot be read or used is exit status 2.
+    if (error.code == kiln::ErrorCode::config) return 2;
     return error.code == kiln::ErrorCode::unavailable ? 3 : 1;
 }
 
@@ -94,6 +96,14 @@ int main(int argc, char** argv) {
     // Usage is checked before the database is asked, so bad usage exits 2 whatever its state.
     if (*retry_cmd && retry_id.empty() == retry_type.empty()) {
         std::cerr << "kilnctl: give either a job id or --type (with --failed-since)\n";
+        return 2;
+    }
+    if (*retry_cmd && !retry_id.empty() && !failed_since.empty()) {
+        std::cerr << "kilnctl: --failed-since goes with --type, not with a job id\n";
+        return 2;
+    }
+    if (*revoke_cmd && which.empty()) {
+        std::cerr << "kilnctl: token revoke takes a token id (from 'token list') or the token\n";
         return 2;
     }
     auto duration = [](const std::string& text, const char* option,

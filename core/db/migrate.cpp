@@ -54,6 +54,9 @@ Result<> check_schema_version(Connection& conn) {
 Result<MigrationReport> migrate(const DatabaseConfig& config, const std::filesystem::path& dir) {
     auto files = find_migrations(dir);
     if (!files) return std::unexpected(files.error());
+    if (files->empty()) {
+        return fail(ErrorCode::config, "no migrations (NNN_name.sql) in " + dir.string());
+    }
     // No timeout on reads: building an index on a large jobs table can take minutes, and a
     // client that gave up would leave the server building it and the migration unrecorded.
     auto conn = Connection::open(config, /*multi_statements=*/true, std::chrono::seconds{0});
@@ -64,6 +67,15 @@ Result<MigrationReport> migrate(const DatabaseConfig& config, const std::filesys
     // the ALTER. Giving up says so; the migration can be run again.
     if (auto r = c.run_script("SET SESSION lock_wait_timeout = 10"); !r) {
         return std::unexpected(r.error());
+    }
+
+    // One migrate at a time (two hosts upgraded at once, a deploy run twice): a second one
+    // waits, then finds the migrations applied, instead of failing on the first one's records.
+    auto locked = c.query("SELECT GET_LOCK('kiln.migrate', 600)");
+    if (!locked) return std::unexpected(locked.error());
+    if (locked->empty() || locked->front().is_null(0) || locked->front().integer(0) != 1) {
+        return fail(ErrorCode::unavailable,
+                    "another kilnctl migrate has held the migration lock for 10 minutes");
     }
 
     if (auto r = c.run_script(

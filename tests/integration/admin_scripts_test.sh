@@ -195,6 +195,34 @@ if grep -q "no migrations directory $tmp/no-such-dir" "$tmp/stderr"; then
 else
     not_ok "KilnctlNamesTheMissingMigrationsDirectory: $(cat "$tmp/stderr")"
 fi
+mkdir "$tmp/empty-sql"
+expect_exit 2 KilnctlMigrateFromADirectoryWithoutMigrationsExits2 "$KILN_TEST_KILNCTL" \
+    --config "$KILN_TEST_CONFIG" migrate --migrations "$tmp/empty-sql"
+expect_exit 2 KilnctlRetryOfAJobWithFailedSinceExits2 "$KILN_TEST_KILNCTL" --config /nonexistent \
+    retry AAAAAAAAAAAAAAAAAAAAAAAAAA --failed-since 1h
+expect_exit 2 KilnctlRevokeOfNothingExits2 "$KILN_TEST_KILNCTL" --config /nonexistent \
+    token revoke ''
+expect_exit 2 KilnctlWithAMissingConfigFileExits2 "$KILN_TEST_KILNCTL" --config /nonexistent \
+    token list
+
+# Three migrates at once on an empty database (a deploy on three hosts): they take turns, and
+# every one succeeds.
+race_db=kiln_migrate_race_$$
+sed "s/^name = .*/name = \"$race_db\"/" "$KILN_TEST_CONFIG" >"$tmp/race.toml"
+db "CREATE DATABASE $race_db"
+race_pids=()
+for i in 1 2 3; do
+    "$KILN_TEST_KILNCTL" --config "$tmp/race.toml" migrate --migrations "$root/sql" \
+        >"$tmp/race-$i.out" 2>&1 &
+    race_pids+=("$!")
+done
+race_failed=0
+for pid in "${race_pids[@]}"; do wait "$pid" || race_failed=$((race_failed + 1)); done
+db "DROP DATABASE $race_db"
+if ((race_failed == 0)); then ok ConcurrentMigratesAllSucceed; else
+    not_ok "ConcurrentMigratesAllSucceed: $race_failed failed: $(cat "$tmp"/race-*.out)"
+fi
+
 if [[ ! -e /etc/kiln/kiln.toml ]]; then
     # Port 1 refuses at once: the database kilnctl was pointed at does not answer.
     expect_exit 3 KilnctlWithoutAConfigFileExits3 env KILN_DB=mariadb://kiln@127.0.0.1:1/kiln \

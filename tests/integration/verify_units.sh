@@ -9,6 +9,7 @@
 # --recursive-errors=one: the units' own dependencies count, problems deeper down in the
 # machine's units do not. A template (NAME@.service) is checked through an instance: given the
 # template itself, systemd-analyze verify says nothing, whatever is wrong in it.
+# Then each service's sandbox with `systemd-analyze security --offline`.
 # Exit status: 0 ok, 1 failure, 77 systemd-analyze missing (ctest SKIP_RETURN_CODE).
 set -euo pipefail
 
@@ -64,4 +65,16 @@ if ((status != 0)) || [[ -n $output ]]; then
     echo "systemd-analyze verify failed (exit status $status) on: ${units[*]#"$root"/}" >&2
     exit 1
 fi
+
+# Every service stays sandboxed: systemd's own exposure score (0 best, 10 worst) at most 2.0,
+# where kiln-api's is 1.6. A unit that loses its hardening lines fails here.
+for unit in "${units[@]}"; do
+    [[ $unit == *.service ]] || continue
+    if ! score=$(SYSTEMD_LOG_COLOR=0 systemd-analyze security --offline=yes --threshold=20 \
+        "$unit" 2>&1); then
+        printf '%s\n' "$score" | tail -n 1 >&2
+        echo "${unit#"$root"/} is exposed beyond 2.0 (systemd-analyze security)" >&2
+        exit 1
+    fi
+done
 echo "verified: ${units[*]#"$root"/}"
