@@ -3,11 +3,12 @@
 # statuses (the monitoring contract), worker start/stop/status idempotence, stale pid files.
 # The workers it starts use a run and log directory of their own, so the stack's workers are
 # never touched, and only the shipped and test converters, as the stack's own workers do.
-# Needs KILN_TEST_CONFIG, KILN_TEST_VAR, KILN_TEST_KILNCTL, KILN_TEST_DB_SOCKET (scripts/test).
+# Needs KILN_TEST_CONFIG, KILN_TEST_VAR, KILN_TEST_KILNCTL, KILN_TEST_DB_SOCKET, KILN_TEST_URL
+# (scripts/test).
 # Exit status: 0 ok, 1 failure, 77 not run by scripts/test (ctest SKIP_RETURN_CODE).
 set -euo pipefail
 
-for var in KILN_TEST_CONFIG KILN_TEST_VAR KILN_TEST_KILNCTL KILN_TEST_DB_SOCKET; do
+for var in KILN_TEST_CONFIG KILN_TEST_VAR KILN_TEST_KILNCTL KILN_TEST_DB_SOCKET KILN_TEST_URL; do
     if [[ -z ${!var:-} ]]; then
         echo "$var is not set: run through scripts/test; skipped"
         exit 77
@@ -87,6 +88,14 @@ expect_exit 2 KilnStatusJsonIsCriticalToo \
     "$status_cmd" --config "$KILN_TEST_CONFIG" --json
 expect_json KilnStatusJsonIsValidWithoutADatabase
 expect_exit 3 KilnStatusRejectsAnUnknownArgument "$status_cmd" --config "$KILN_TEST_CONFIG" --bogus
+# --url: the request path clients take. Port 1 refuses at once: kiln-api unreachable.
+expect_exit 0 KilnStatusIsOkWhenTheApiAnswers "$status_cmd" --config "$KILN_TEST_CONFIG" \
+    --url "$KILN_TEST_URL"
+expect_output KilnStatusShowsTheApiAnswer "^API: $KILN_TEST_URL/health answered 200$"
+expect_exit 2 KilnStatusIsCriticalWhenTheApiDoesNotAnswer "$status_cmd" \
+    --config "$KILN_TEST_CONFIG" --url http://127.0.0.1:1 --json
+expect_json KilnStatusJsonIsValidWithTheApiDown
+expect_output KilnStatusJsonNamesTheApi '"api":\{"url":"http://127.0.0.1:1/health","status":0\}'
 
 # A job no worker can claim, due for an hour. Seen through a copy of the config (another path:
 # the stack's workers are not its processes) with an empty wake-up directory, no worker is alive.

@@ -2,6 +2,7 @@
 // leaves a job row or a stored file behind.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -9,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/db/mariadb.hpp"
 #include "core/util/crypto.hpp"
 #include "tests/integration/support/http_client.hpp"
 #include "tests/integration/support/media.hpp"
@@ -65,6 +67,27 @@ TEST_F(Errors, RevokedTokenIs401AtOnce) {
     auto r = c.get(job);
     EXPECT_EQ(r.status, 401);
     EXPECT_EQ(r.code(), "unauthorized");
+}
+
+// A token is stored as its SHA-256 only: a copy of the tokens table (a backup, a replica) lets
+// nobody call the API.
+TEST_F(Errors, TokensAreStoredAsTheirSha256Only) {
+    const std::string owner = "hashed-" + std::to_string(::getpid());
+    const std::string token = stack.create_token(owner);
+    ASSERT_FALSE(token.empty());
+    auto conn = db::Connection::open(stack.config.database);
+    ASSERT_TRUE(conn) << conn.error().describe();
+    auto mine = (*conn)->query("SELECT token_sha256 FROM tokens WHERE owner = ?", {owner});
+    ASSERT_TRUE(mine && mine->size() == 1);
+    EXPECT_EQ(mine->front().text(0), util::sha256_hex(token));
+    auto rows = (*conn)->query(
+        "SELECT CONCAT_WS('|', id, token_sha256, owner, is_admin, created_at, revoked_at) "
+        "FROM tokens");
+    ASSERT_TRUE(rows) << rows.error().describe();
+    const std::string secret = token.substr(token.find('_') + 1);  // without the kiln_ prefix
+    for (const auto& row : *rows) {
+        EXPECT_EQ(row.text(0).find(secret), std::string::npos) << row.text(0);
+    }
 }
 
 // A request refused before its body was read must not break the next request nginx sends on
