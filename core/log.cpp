@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <string>
+#include <utility>
 
 #include "core/util/time.hpp"
 
@@ -42,6 +43,27 @@ void write(Level level, std::string_view msg, nlohmann::json fields) {
     std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     text.push_back('\n');
     [[maybe_unused]] auto n = ::write(STDERR_FILENO, text.data(), text.size());
+}
+
+std::optional<std::uint64_t> RateLimit::admit(Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    if (now - window_start_ >= std::chrono::seconds(1)) {
+        window_start_ = now;
+        in_window_ = 0;
+    }
+    if (in_window_ >= per_second_) {
+        ++dropped_;
+        return std::nullopt;
+    }
+    ++in_window_;
+    return std::exchange(dropped_, 0);
+}
+
+void write_limited(RateLimit& budget, Level level, std::string_view msg, nlohmann::json fields) {
+    const auto dropped = budget.admit();
+    if (!dropped) return;
+    if (*dropped > 0 && fields.is_object()) fields["dropped"] = *dropped;
+    write(level, msg, std::move(fields));
 }
 
 }  // namespace kiln::log

@@ -77,7 +77,9 @@ http::Response ApiHandler::route(http::Request& request) {
     auto viewer = session_.run_twice_if_lost(
         [&](db::Connection& conn) { return auth::authenticate(conn, *token); });
     if (!viewer) {
-        log::warning("token lookup failed", {{"error", viewer.error().describe()}});
+        static log::RateLimit budget(10);
+        log::write_limited(budget, log::Level::warning, "token lookup failed",
+                           {{"error", viewer.error().describe()}});
         return http::problem(viewer.error());
     }
     if (!*viewer) {
@@ -124,8 +126,9 @@ http::Response ApiHandler::answer(Result<http::Response> result, const http::Req
     if (result) return std::move(*result);
     session_.note(result.error());
     if (http::status_of(result.error().code) == 503) {
-        log::warning("request failed",
-                     {{"path", request.path}, {"error", result.error().describe()}});
+        static log::RateLimit budget(10);  // a database outage fails every request
+        log::write_limited(budget, log::Level::warning, "request failed",
+                           {{"path", request.path}, {"error", result.error().describe()}});
     }
     if (result.error().code == ErrorCode::unsupported_media_type &&
         !result.error().native.empty()) {

@@ -22,30 +22,29 @@ faults_start_stack
 
 worker_args=(--types test.controlled --slots 3 --grace-seconds 1 --lease-seconds 30)
 workers=(kiln-worker-1 kiln-worker-2 kiln-worker-3)
-for w in "${workers[@]}"; do
-    start_worker "$w" "${worker_args[@]}"
-done
 
+# Every job is queued before a worker starts: the 3 s jobs are spread through the queue, so
+# some are running when the SIGTERM comes. (Workers that ran while slow posters on a loaded
+# host were still creating jobs could finish every 3 s job before the last was created.)
 log "$FAULTS_NAME: creating $JOBS jobs"
 long=$((JOBS / 5))
 start_posting 3 $((JOBS - long)) "$FAULTS_OUT/short" -H 'Content-Type: application/json' \
     --data '{"type":"test.controlled","params":{"sleep_ms":150}}'
-# The long jobs come last, so that slots are still busy when the last job is created: posted
-# alongside the short ones, they could all be over before slow short posters (a loaded CI
-# host) were done, and the workers would never be seen busy.
-deadline=$(($(now_us) + 120 * 1000000))
-until posters_done; do
-    (($(now_us) < deadline)) || die "creating the short jobs took over 120 s"
-    sleep 0.1
-done
 start_posting 1 "$long" "$FAULTS_OUT/long" -H 'Content-Type: application/json' \
     --data '{"type":"test.controlled","params":{"sleep_ms":3000}}'
-
-# SIGTERM once the jobs are all created, some have completed and the slots are busy.
 deadline=$(($(now_us) + 120 * 1000000))
-until posters_done &&
-    (($(sql "SELECT COUNT(*) FROM jobs WHERE status = 'completed'") >= JOBS / 5)) &&
-    (($(sql "SELECT COUNT(*) FROM jobs WHERE status = 'running'") >= 3)); do
+until posters_done; do
+    (($(now_us) < deadline)) || die "creating $JOBS jobs took over 120 s"
+    sleep 0.1
+done
+for w in "${workers[@]}"; do
+    start_worker "$w" "${worker_args[@]}"
+done
+
+# SIGTERM once some jobs have completed and 3 s jobs, which outlast the grace period, run.
+deadline=$(($(now_us) + 120 * 1000000))
+until (($(sql "SELECT COUNT(*) FROM jobs WHERE status = 'completed'") >= JOBS / 5)) &&
+    (($(sql "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND params LIKE '%3000%'") >= 2)); do
     (($(now_us) < deadline)) || die "the workers never got busy: $(sql "SELECT status, COUNT(*) FROM jobs GROUP BY status")"
     sleep 0.1
 done
