@@ -71,10 +71,12 @@ Result<MigrationReport> migrate(const DatabaseConfig& config, const std::filesys
 
     // One migrate at a time (two hosts upgraded at once, a deploy run twice): a second one
     // waits, then finds the migrations applied, instead of failing on the first one's records.
-    auto locked = c.query("SELECT GET_LOCK('kiln.migrate', 600)");
+    // (The lock is the server's: named after the database, so that installations sharing a
+    // server do not wait for each other.)
+    auto locked = c.query("SELECT GET_LOCK(CONCAT('kiln.migrate.', DATABASE()), 600)");
     if (!locked) return std::unexpected(locked.error());
     if (locked->empty() || locked->front().is_null(0) || locked->front().integer(0) != 1) {
-        return fail(ErrorCode::unavailable,
+        return fail(ErrorCode::conflict,
                     "another kilnctl migrate has held the migration lock for 10 minutes");
     }
 

@@ -142,9 +142,11 @@ bool set_receive_timeout(int fd, std::chrono::microseconds timeout) {
 }
 
 // Reads and drops the rest of a body that the handler refused before reading it all, up to the
-// empty record that ends it: at most `max_bytes`, and only what arrives within `patience`
-// (each read is bounded by a receive timeout, so a rest still on its way does not hold this
-// thread: libfcgi then fails the stream and the connection is closed).
+// empty record that ends it: at most `max_bytes`, and only what arrives within `patience`.
+// Each call to libfcgi asks for what it holds already, else for one byte, so it makes at most
+// one read(2), which the receive timeout bounds by the time left: a rest still on its way, or
+// trickled in byte by byte, does not hold this thread (libfcgi then fails the stream and the
+// connection is closed).
 bool discard_rest_of_body(FCGX_Request& req, std::uint64_t max_bytes,
                           std::chrono::milliseconds patience) {
     using Clock = std::chrono::steady_clock;
@@ -156,7 +158,9 @@ bool discard_rest_of_body(FCGX_Request& req, std::uint64_t max_bytes,
         const auto left =
             std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
         if (left.count() <= 0 || !set_receive_timeout(req.ipcFd, left)) return false;
-        const int n = FCGX_GetStr(buffer, sizeof buffer, req.in);
+        const auto held = static_cast<std::size_t>(req.in->stop - req.in->rdNext);
+        const std::size_t want = std::min(sizeof buffer, std::max<std::size_t>(held, 1));
+        const int n = FCGX_GetStr(buffer, static_cast<int>(want), req.in);
         if (n <= 0) {
             ended = true;
         } else if ((dropped += static_cast<std::uint64_t>(n)) > max_bytes) {
@@ -331,9 +335,13 @@ int FcgiServer::next_connection() {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 || ev.data.fd == stop_fd_.get()) return -1;
         if (ev.data.fd != listen_fd_) {  // a connection with a request
-            std::lock_guard lock(idle_mutex_);
-            idle_.erase(ev.data.fd);
-            return ev.data.fd;
+            std::unique_lock lock(idle_mutex_);
+            if (idle_.erase(ev.data.fd) == 1) return ev.data.fd;
+            // stop() shut it down meanwhile: a request on it is not served (nginx answers 503),
+            // so nothing is done for a client that gets no answer.
+            lock.unlock();
+            ::close(ev.data.fd);
+            continue;
         }
         accept_pending();
     }
@@ -357,8 +365,8 @@ void FcgiServer::accept_pending() {
         log::warning("accept failed", {{"error", std::strerror(accept_errno)}});
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    if (stopping_.load()) return;  // stop() took the listening socket out of the set
-    if (!watch(epoll_fd_.get(), listen_fd_, true)) {
+    // stop() takes the listening socket out of the set (re-arming it then fails).
+    if (!watch(epoll_fd_.get(), listen_fd_, true) && !stopping_.load()) {
         log::error("cannot watch the listening socket: no new connection will be accepted",
                    {{"error", std::strerror(errno)}});
     }
@@ -412,7 +420,7 @@ void FcgiServer::serve(FCGX_Request& req, Request& request, ThreadHandler& handl
     request.body = &body;
     Response response = handler.handle(request);
     write_response(req, response);
-    const bool keep = ready_for_next_request(req, request, body) && !stopping_.load();
+    const bool keep = !stopping_.load() && ready_for_next_request(req, request, body);
     if (!keep) req.keepConnection = 0;
     FCGX_Finish_r(&req);
     if (req.ipcFd >= 0) {
@@ -434,23 +442,24 @@ bool FcgiServer::watch_idle(int fd, bool registered) {
 }
 
 void FcgiServer::stop() {
-    {
-        std::lock_guard lock(idle_mutex_);
-        stopping_.store(true);
-        // Shut down, not closed: a thread may have just taken one from epoll (it then reads
-        // EOF and closes it), and a closed number could be reused under it.
-        for (int fd : idle_) ::shutdown(fd, SHUT_RDWR);
-        idle_.clear();
-    }
+    stopping_.store(true);
+    // First no new connection: they now fail at once (nginx answers 503 with Retry-After), and
+    // those already waiting to be accepted are closed rather than left until the exit.
     ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, listen_fd_, nullptr);
     if (!owned_path_.empty()) {
-        // New connections now fail at once (nginx answers 503 with Retry-After), and those
-        // already waiting to be accepted are closed rather than left until the exit.
         ::unlink(owned_path_.c_str());
         path_removed_.store(true);
         for (int fd; (fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) {
             ::close(fd);
         }
+    }
+    {
+        // Then the idle pooled ones (watch_idle adds none once stopping_ is set). Shut down, not
+        // closed: a thread may have just taken one from epoll (it then reads EOF and closes
+        // it), and a closed number could be reused under it.
+        std::lock_guard lock(idle_mutex_);
+        for (int fd : idle_) ::shutdown(fd, SHUT_RDWR);
+        idle_.clear();
     }
     const std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(stop_fd_.get(), &one, sizeof one);

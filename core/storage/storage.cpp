@@ -189,6 +189,8 @@ void Staging::discard_committed() noexcept {
     if (!committed_) return;
     std::error_code ec;
     fs::remove_all(final_dir_, ec);
+    // A retried recording must not take the files as published: its commit() now fails.
+    committed_ = false;
 }
 
 // ---- Storage ---------------------------------------------------------------------------------

@@ -207,9 +207,10 @@ fi
 mkdir "$tmp/empty-sql"
 expect_exit 2 KilnctlMigrateFromADirectoryWithoutMigrationsExits2 "$KILN_TEST_KILNCTL" \
     --config "$KILN_TEST_CONFIG" migrate --migrations "$tmp/empty-sql"
-expect_exit 2 KilnctlRetryOfAJobWithFailedSinceExits2 "$KILN_TEST_KILNCTL" --config /nonexistent \
-    retry AAAAAAAAAAAAAAAAAAAAAAAAAA --failed-since 1h
-expect_exit 2 KilnctlRevokeOfNothingExits2 "$KILN_TEST_KILNCTL" --config /nonexistent \
+# With a working config: refused as usage, before the database would answer "no such job".
+expect_exit 2 KilnctlRetryOfAJobWithFailedSinceExits2 "$KILN_TEST_KILNCTL" \
+    --config "$KILN_TEST_CONFIG" retry AAAAAAAAAAAAAAAAAAAAAAAAAA --failed-since 1h
+expect_exit 2 KilnctlRevokeOfNothingExits2 "$KILN_TEST_KILNCTL" --config "$KILN_TEST_CONFIG" \
     token revoke ''
 expect_exit 2 KilnctlWithAMissingConfigFileExits2 "$KILN_TEST_KILNCTL" --config /nonexistent \
     token list

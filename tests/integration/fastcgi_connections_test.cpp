@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -149,6 +150,36 @@ TEST_F(PooledConnections, ARefusedBodyStillOnItsWayClosesTheConnection) {
     conn.send(params, std::string(100, 'a'), 200);
     EXPECT_TRUE(is_status(conn.receive(), 401));
     EXPECT_TRUE(conn.closed_by_server(std::chrono::seconds(2)));
+}
+
+// Nor is a rest trickled in, a byte just before each read would give up: the 100 ms are for the
+// whole rest, so a client without a token cannot hold an upload thread this way. (The answer's
+// end record comes once the connection's fate is decided, so it shows how long that took.)
+TEST_F(PooledConnections, ARefusedBodyTrickledInDoesNotHoldAThread) {
+    auto params = fcgi_params("POST", "/api/v1/jobs", "kiln_not_a_token");
+    params.emplace_back("CONTENT_TYPE", "multipart/form-data; boundary=x");
+    FcgiConnection conn(socket_);
+    conn.send(params, std::string(10, 'a'), 1000);
+    std::atomic<bool> done = false;
+    std::thread trickle([&] {  // a byte every 50 ms, for up to 2 s
+        for (int i = 0; i < 40 && !done; ++i) {
+            try {
+                conn.send_body("a", false);
+            } catch (const std::exception&) {
+                return;  // closed by the server
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    });
+    const auto started = std::chrono::steady_clock::now();
+    FcgiReply reply = conn.receive(std::chrono::seconds(5));
+    const auto took = std::chrono::steady_clock::now() - started;
+    done = true;
+    trickle.join();
+    EXPECT_TRUE(is_status(reply, 401)) << reply.stdout_data;
+    EXPECT_LT(took, std::chrono::milliseconds(1000))
+        << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+    EXPECT_TRUE(conn.closed_by_server(std::chrono::seconds(1)));
 }
 
 // SIGTERM while an upload is half sent: kiln-api finishes that request (the job is created),
