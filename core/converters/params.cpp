@@ -51,8 +51,17 @@ Result<nlohmann::json> check_param_value(const Definition& def, const ParamSpec&
                                         spec.name, def.name, spec.min, spec.max));
             };
             // is_number_integer() is true for signed and unsigned JSON integers, false for
-            // floats (720.0 included), strings and booleans.
-            if (!value.is_number_integer()) return out_of_range();
+            // floats (720.0 included), strings and booleans. Say which: "90" is in the range
+            // a client reads in the message, and the quotes are easy to miss.
+            if (!value.is_number_integer()) {
+                const std::string got = value.is_number_float()
+                                            ? "a number with a fraction"
+                                            : std::string("a JSON ") + value.type_name();
+                return fail(ErrorCode::invalid_request,
+                            fmt::format("param '{}' for {} must be an integer from {} to {}, "
+                                        "not {}",
+                                        spec.name, def.name, spec.min, spec.max, got));
+            }
             std::int64_t number = 0;
             if (value.is_number_unsigned()) {
                 const auto u = value.get<std::uint64_t>();

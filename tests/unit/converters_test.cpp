@@ -739,6 +739,15 @@ class ValidateParams : public ::testing::Test {
             << "'" << (fragment) << "' not in: " << r_.error().message; \
     } while (false)
 
+TEST_F(ValidateParams, AnIntegerGivenAsAStringOrFractionIsNamedForWhatItIs) {
+    EXPECT_INVALID_REQUEST(validate_params(all_kinds(), json{{"page", "3"}}),
+                           "must be an integer from -5 to 5, not a JSON string");
+    EXPECT_INVALID_REQUEST(validate_params(all_kinds(), json{{"page", 3.5}}),
+                           "not a number with a fraction");
+    EXPECT_INVALID_REQUEST(validate_params(all_kinds(), json{{"page", true}}),
+                           "not a JSON boolean");
+}
+
 TEST_F(ValidateParams, NullParamsGiveTheDefaults) {
     auto out = validate(json());
     ASSERT_TRUE(out.has_value()) << out.error().message;
