@@ -254,7 +254,10 @@ lease_losses() {
 #   lost        acknowledged, and not completed in the end (or no row at all)
 #   duplicated  more than one run of the job finished as completed, not counting runs of a
 #               worker that logged losing the job's lease (fenced: its outcome was discarded)
-#   phantom     completed with no finished run in any worker's log
+#   phantom     completed with no finished run in any worker's log. A fenced run counts here:
+#               a recording whose COMMIT was applied but whose answer was lost (the database
+#               killed in between) is retried, finds the job no longer held and is logged as
+#               "lease lost", yet it is what completed the job.
 #   executions  runs finished as completed; fenced: those of fenced workers
 count_jobs() {
     local acked=$1 jobs=$2
@@ -269,7 +272,7 @@ count_jobs() {
         FILENAME == finf {
             if ($3 != "completed") next
             executions++
-            if (($1, $4) in fenced_in) fenced++; else runs[$1]++
+            if (($1, $4) in fenced_in) { fenced++; fenced_runs[$1]++ } else runs[$1]++
             next
         }
         END {
@@ -281,7 +284,7 @@ count_jobs() {
                     duplicated++
                     if (duplicated <= 5) print "duplicated job " j ": " runs[j] " recorded runs" > "/dev/stderr"
                 }
-                if (status[j] == "completed" && runs[j] == 0) phantom++
+                if (status[j] == "completed" && runs[j] + fenced_runs[j] == 0) phantom++
             }
             for (j in status) if (!(j in acked)) unacknowledged++
             printf "created=%d completed=%d lost=%d duplicated=%d executions=%d fenced=%d", \
