@@ -58,18 +58,23 @@ std::string first_repeated_header(FCGX_Request& req) {
     return {};
 }
 
+// How much to ask libfcgi for, at most `cap`, so that the call makes at most one read(2): what
+// it holds already, else one byte, which waits for the next stdin record.
+std::size_t one_read_worth(const FCGX_Stream* in, std::size_t cap) {
+    const auto held = static_cast<std::size_t>(in->stop - in->rdNext);
+    return std::min(cap, std::max<std::size_t>(held, 1));
+}
+
 class FcgiBodyReader final : public BodyReader {
   public:
     explicit FcgiBodyReader(FCGX_Stream* in) : in_(in), pace_(BodyPace::Clock::now()) {}
     std::size_t read(char* buffer, std::size_t size) override {
         std::size_t got = 0;
         while (got < size && !too_slow_) {
-            // What libfcgi holds already, else one byte, which waits for the next stdin record:
-            // taken record by record, the body's pace is checked as it arrives, not once a whole
+            // Taken record by record, the body's pace is checked as it arrives, not once a whole
             // buffer has come (a trickle would never fill one).
-            const auto held = static_cast<std::size_t>(in_->stop - in_->rdNext);
             const std::size_t want =
-                std::min({size - got, std::max<std::size_t>(held, 1), std::size_t{1} << 30});
+                one_read_worth(in_, std::min(size - got, std::size_t{1} << 30));
             const int n = FCGX_GetStr(buffer + got, static_cast<int>(want), in_);
             if (n <= 0) break;
             got += static_cast<std::size_t>(n);
@@ -143,8 +148,8 @@ bool set_receive_timeout(int fd, std::chrono::microseconds timeout) {
 
 // Reads and drops the rest of a body that the handler refused before reading it all, up to the
 // empty record that ends it: at most `max_bytes`, and only what arrives within `patience`.
-// Each call to libfcgi asks for what it holds already, else for one byte, so it makes at most
-// one read(2), which the receive timeout bounds by the time left: a rest still on its way, or
+// Each call to libfcgi makes at most one read(2) (one_read_worth), which the receive timeout
+// bounds by the time left: a rest still on its way, or
 // trickled in byte by byte, does not hold this thread (libfcgi then fails the stream and the
 // connection is closed).
 bool discard_rest_of_body(FCGX_Request& req, std::uint64_t max_bytes,
@@ -158,9 +163,8 @@ bool discard_rest_of_body(FCGX_Request& req, std::uint64_t max_bytes,
         const auto left =
             std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
         if (left.count() <= 0 || !set_receive_timeout(req.ipcFd, left)) return false;
-        const auto held = static_cast<std::size_t>(req.in->stop - req.in->rdNext);
-        const std::size_t want = std::min(sizeof buffer, std::max<std::size_t>(held, 1));
-        const int n = FCGX_GetStr(buffer, static_cast<int>(want), req.in);
+        const int n =
+            FCGX_GetStr(buffer, static_cast<int>(one_read_worth(req.in, sizeof buffer)), req.in);
         if (n <= 0) {
             ended = true;
         } else if ((dropped += static_cast<std::uint64_t>(n)) > max_bytes) {

@@ -226,11 +226,10 @@ std::string Storage::accel_uri(Area area, std::string_view job, std::string_view
 }
 
 Result<> Storage::remove_dir(Area area, std::string_view job) const {
+    const fs::path dir = root_ / to_string(area) / job;
     std::error_code ec;
-    fs::remove_all(root_ / to_string(area) / job, ec);
-    if (ec)
-        return fail_errno("remove_all(" + (root_ / to_string(area) / job).string() + ")",
-                          ec.value());
+    fs::remove_all(dir, ec);
+    if (ec) return fail_errno("remove_all(" + dir.string() + ")", ec.value());
     return {};
 }
 

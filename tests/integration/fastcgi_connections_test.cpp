@@ -45,6 +45,13 @@ class PooledConnections : public ::testing::Test {
         EXPECT_EQ(api_->stop(SIGTERM), 0) << "kiln-api stops cleanly with pooled connections open";
     }
 
+    // An upload kiln-api refuses before reading its body: the token is unknown (401).
+    static std::vector<std::pair<std::string, std::string>> refused_upload() {
+        auto params = fcgi_params("POST", "/api/v1/jobs", "kiln_not_a_token");
+        params.emplace_back("CONTENT_TYPE", "multipart/form-data; boundary=x");
+        return params;
+    }
+
     std::filesystem::path socket_;
     std::unique_ptr<SpawnedProcess> api_;
 };
@@ -129,10 +136,8 @@ TEST_F(PooledConnections, BodyNotReadToItsEndClosesTheConnection) {
 // body refused before it was read (a 401) is read to its end and dropped, so the connection
 // carries the next request; closed, it would fail the POST nginx sends on it next.
 TEST_F(PooledConnections, ASmallBodyRefusedUnreadKeepsTheConnection) {
-    auto params = fcgi_params("POST", "/api/v1/jobs", "kiln_not_a_token");
-    params.emplace_back("CONTENT_TYPE", "multipart/form-data; boundary=x");
     FcgiConnection conn(socket_);
-    conn.send(params, std::string(20000, 'a'));
+    conn.send(refused_upload(), std::string(20000, 'a'));
     FcgiReply refused = conn.receive();
     EXPECT_TRUE(is_status(refused, 401)) << refused.stdout_data;
     conn.send(fcgi_params("GET", "/health"));
@@ -144,10 +149,8 @@ TEST_F(PooledConnections, ASmallBodyRefusedUnreadKeepsTheConnection) {
 // A refused body whose rest is not there yet is not waited for (it could trickle in for
 // minutes): the connection is closed within a moment instead.
 TEST_F(PooledConnections, ARefusedBodyStillOnItsWayClosesTheConnection) {
-    auto params = fcgi_params("POST", "/api/v1/jobs", "kiln_not_a_token");
-    params.emplace_back("CONTENT_TYPE", "multipart/form-data; boundary=x");
     FcgiConnection conn(socket_);
-    conn.send(params, std::string(100, 'a'), 200);
+    conn.send(refused_upload(), std::string(100, 'a'), 200);
     EXPECT_TRUE(is_status(conn.receive(), 401));
     EXPECT_TRUE(conn.closed_by_server(std::chrono::seconds(2)));
 }
@@ -156,10 +159,8 @@ TEST_F(PooledConnections, ARefusedBodyStillOnItsWayClosesTheConnection) {
 // whole rest, so a client without a token cannot hold an upload thread this way. (The answer's
 // end record comes once the connection's fate is decided, so it shows how long that took.)
 TEST_F(PooledConnections, ARefusedBodyTrickledInDoesNotHoldAThread) {
-    auto params = fcgi_params("POST", "/api/v1/jobs", "kiln_not_a_token");
-    params.emplace_back("CONTENT_TYPE", "multipart/form-data; boundary=x");
     FcgiConnection conn(socket_);
-    conn.send(params, std::string(10, 'a'), 1000);
+    conn.send(refused_upload(), std::string(10, 'a'), 1000);
     std::atomic<bool> done = false;
     std::thread trickle([&] {  // a byte every 50 ms, for up to 2 s
         for (int i = 0; i < 40 && !done; ++i) {
